@@ -1,0 +1,53 @@
+"""The extension point: a capability (active users, sessions, engagement, ...) per partition.
+
+The processor owns ingest, de-duplication, the watermark and the user records; capabilities
+own what they derive. Each partition gets its own instance of every capability (created by
+``Capability.for_partition``), so partition figures add up across workers without any
+coordination. A capability keeps its per-user data in ``state.ext[<its slot>]`` and anything
+partition-wide in itself, and must be able to rebuild the latter from user records alone
+(:meth:`PartitionCapability.restore`), since that is all that survives a restart.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
+
+if TYPE_CHECKING:
+    from .contract import Event
+    from .processor import PartitionContext
+    from .state import UserState
+
+
+class PartitionCapability:
+    """One capability's logic and partition figures for one partition. Override what you use."""
+
+    def __init__(self, ctx: "PartitionContext") -> None:
+        self.ctx = ctx
+
+    def restore(self, key: bytes, state: "UserState") -> None:
+        """Account for a recovered user record (figures, timers) when the partition is assigned."""
+
+    def on_event(self, key: bytes, state: "UserState", event: "Event") -> None:
+        """Apply an accepted, de-duplicated, on-time event to the user's record and the figures.
+
+        Called before the core fields (``events``, ``max_ts``) are updated, so ``state.is_new``
+        still says whether this is the user's first event.
+        """
+
+    def on_timer(self, key: bytes, state: "UserState", tag: str, due_ms: int) -> None:
+        """A timer this capability scheduled is due (the watermark passed ``due_ms``)."""
+
+    def on_watermark(self, watermark_ms: int) -> None:
+        """The partition watermark advanced (close days, emit final snapshots, ...)."""
+
+    def figures(self) -> Mapping[str, Any]:
+        """Current partition figures for gauges and snapshots (additive across partitions)."""
+        return {}
+
+
+class Capability(Protocol):
+    """A configured capability; makes one :class:`PartitionCapability` per assigned partition."""
+
+    name: str
+
+    def for_partition(self, ctx: "PartitionContext") -> PartitionCapability: ...

@@ -1,0 +1,179 @@
+"""The ``streams`` command: worker, demo, produce, tail, bench (``streams COMMAND --help``)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable
+
+import click
+
+from .config import ConfigError, Settings, load_settings
+
+
+def connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options every command shares: where the broker is and which config file to read."""
+    options = [
+        click.option("--bootstrap", "-b", envvar="ENGAGEMENT_BOOTSTRAP", default=None,
+                     help="Kafka bootstrap servers (host:port,...). Default: the embedded broker "
+                          "(demo, bench) or ENGAGEMENT_BOOTSTRAP."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+                     envvar="ENGAGEMENT_CONFIG", help="TOML configuration file ([pipeline] and capability sections)."),
+        click.option("--partitions", type=int, default=None, help="Partitions of the pipeline's topics."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def settings_from(config_file: str | None, **overrides: Any) -> Settings:
+    """Load settings, turning a bad value into a clean click error that names it."""
+    try:
+        return load_settings(config_file, overrides=overrides)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Report configuration problems as one line naming the setting, not a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Real-time customer engagement from product events on Kafka."""
+
+
+@main.command()
+@connection_options
+@click.option("--local/--no-local", default=None, help="Local profile for the embedded broker (short timeouts, end-offset fix).")
+@click.option("--web-host", default=None, help="Address of the /metrics endpoint (default 127.0.0.1).")
+@click.option("--web-port", type=int, default=None, help="Port of the /metrics endpoint (default 6066).")
+@click.option("--store", default=None, help="Table store: memory:// (default) or rocksdb://.")
+@click.option("--data-dir", default=None, help="Where RocksDB tables and Faust's data live.")
+@click.option("--app-id", default=None, help="Consumer group and table prefix (default 'engagement').")
+@click.option("--loglevel", default="warning", type=click.Choice(["debug", "info", "warning", "error"]))
+@friendly
+def worker(config_file: str | None, bootstrap: str | None, partitions: int | None, local: bool | None,
+           web_host: str | None, web_port: int | None, store: str | None, data_dir: str | None,
+           app_id: str | None, loglevel: str) -> None:
+    """Run the pipeline against the configured broker (a Faust worker)."""
+    settings = settings_from(config_file, bootstrap=bootstrap, partitions=partitions, local=local,
+                             web_host=web_host, web_port=web_port, store=store, data_dir=data_dir,
+                             app_id=app_id)
+    if not settings.bootstrap:
+        raise click.UsageError("bootstrap: set --bootstrap or ENGAGEMENT_BOOTSTRAP "
+                               "(or run 'streams demo' to use the embedded broker)")
+    from .worker import run_worker
+
+    run_worker(settings, loglevel)
+
+
+@main.command()
+@connection_options
+@click.argument("source", type=click.File("rb"), default="-")
+@click.option("--send-invalid", is_flag=True, help="Also send lines that break the contract (they will be dead-lettered).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@friendly
+def produce(config_file: str | None, bootstrap: str | None, partitions: int | None, source: Any,
+            send_invalid: bool, quiet: bool) -> None:
+    """Publish events from a JSON-lines file (or - for stdin) to the events topic.
+
+    Each line is checked against the event contract first; invalid lines are reported with
+    their line number and reason, and skipped unless --send-invalid.
+    """
+    settings = settings_from(config_file, bootstrap=bootstrap, partitions=partitions)
+    if not settings.bootstrap:
+        raise click.UsageError("bootstrap: set --bootstrap or ENGAGEMENT_BOOTSTRAP")
+    from .produce import produce_lines
+
+    summary = produce_lines(settings, source, send_invalid=send_invalid, progress=not quiet)
+    if summary.invalid and not send_invalid:
+        sys.exit(1)
+
+
+@main.command()
+@connection_options
+@click.argument("topic", required=False)
+@click.option("--what", type=click.Choice(["signals", "sessions", "metrics", "dead-letters", "events"]),
+              default=None, help="A pipeline topic by role instead of by name.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
+@click.option("--from-end", is_flag=True, help="Only messages that arrive from now on.")
+@click.option("--max", "max_messages", type=int, default=None, help="Stop after this many messages.")
+@click.option("--idle-timeout", type=float, default=None, help="Stop after this many seconds without a message.")
+@friendly
+def tail(config_file: str | None, bootstrap: str | None, partitions: int | None, topic: str | None,
+         what: str | None, as_json: bool, from_end: bool, max_messages: int | None,
+         idle_timeout: float | None) -> None:
+    """Print a topic's messages readably (or as JSON lines): signals, sessions, dead letters, ..."""
+    settings = settings_from(config_file, bootstrap=bootstrap, partitions=partitions)
+    if not settings.bootstrap:
+        raise click.UsageError("bootstrap: set --bootstrap or ENGAGEMENT_BOOTSTRAP")
+    roles = {"signals": settings.signals_topic, "sessions": settings.sessions_topic,
+             "metrics": settings.metrics_topic, "dead-letters": settings.dead_letter_topic,
+             "events": settings.events_topic}
+    if (topic is None) == (what is None):
+        raise click.UsageError("tail: give a TOPIC or --what (not both)")
+    from .tail import tail_topic
+
+    tail_topic(settings, topic or roles[what], as_json=as_json, from_end=from_end,
+               max_messages=max_messages, idle_timeout=idle_timeout)
+
+
+@main.command()
+@connection_options
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: until Ctrl-C).")
+@click.option("--users", type=int, default=2000, show_default=True, help="Simulated users.")
+@click.option("--history-days", type=int, default=35, show_default=True, help="Days of history replayed first.")
+@click.option("--speed", type=float, default=3600.0, show_default=True,
+              help="Live simulation speed: simulated seconds per real second.")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--web-port", type=int, default=None, help="Port of the worker's /metrics endpoint.")
+@click.option("--no-live", is_flag=True, help="Print periodic summaries instead of the live terminal view.")
+@friendly
+def demo(config_file: str | None, bootstrap: str | None, partitions: int | None, duration: float | None,
+         users: int, history_days: int, speed: float, seed: int, web_port: int | None, no_live: bool) -> None:
+    """Start the embedded broker, a worker and a simulated product, and show what the pipeline sees."""
+    settings = settings_from(config_file, bootstrap=bootstrap, partitions=partitions, web_port=web_port)
+    for name, value in (("--users", users), ("--speed", speed)):
+        if value <= 0:
+            raise click.UsageError(f"{name}: must be greater than 0, got {value}")
+    if history_days < 0:
+        raise click.UsageError(f"--history-days: must not be negative, got {history_days}")
+    from .demo import run_demo
+
+    run_demo(settings, config_file=config_file, duration=duration, users=users,
+             history_days=history_days, speed=speed, seed=seed, live=not no_live)
+
+
+@main.command()
+@connection_options
+@click.option("--events", "n_events", type=int, default=200_000, show_default=True, help="Synthetic events to pre-produce.")
+@click.option("--users", type=int, default=5000, show_default=True, help="Distinct simulated users.")
+@click.option("--repeat", type=int, default=3, show_default=True, help="Runs of each mode; medians are reported.")
+@click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Also write the results as JSON.")
+@click.option("--store", default=None, help="Table store for the pipeline runs (memory:// or rocksdb://).")
+@friendly
+def bench(config_file: str | None, bootstrap: str | None, partitions: int | None, n_events: int, users: int,
+          repeat: int, json_out: str | None, store: str | None) -> None:
+    """Throughput of the full pipeline against a bare Faust agent, on the same pre-produced events."""
+    settings = settings_from(config_file, bootstrap=bootstrap, partitions=partitions, store=store)
+    for name, value in (("--events", n_events), ("--users", users), ("--repeat", repeat)):
+        if value <= 0:
+            raise click.UsageError(f"{name}: must be greater than 0, got {value}")
+    from .bench import run_bench
+
+    run_bench(settings, config_file=config_file, n_events=n_events, users=users, repeat=repeat,
+              json_out=json_out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""Every setting and constant of the pipeline, in one place.
+
+Settings come from three sources, later ones winning: the defaults below, a TOML file
+(``--config`` or ``ENGAGEMENT_CONFIG``), environment variables ``ENGAGEMENT_<FIELD>``, and
+command-line flags. A value that does not fit its field stops the command with a
+:class:`ConfigError` naming the setting, never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "ENGAGEMENT_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS_DIR = Path(os.environ.get(f"{ENV_PREFIX}SCHEMAS_DIR", REPO_ROOT / "schemas"))
+EVENT_SCHEMA_FILE = "event.schema.json"
+
+#: Event types that make a user active (identify and group only describe the user).
+ACTIVITY_TYPES = frozenset({"track", "page", "screen"})
+EVENT_TYPES = ("track", "page", "screen", "identify", "group")
+
+#: Prefix of every Prometheus metric the pipeline exposes.
+METRIC_PREFIX = "engagement"
+
+#: Outcome of every consumed message: each ends in exactly one of these.
+OUTCOMES = ("applied", "duplicate", "late", "dead_letter", "rekeyed")
+#: Machine-readable reasons carried by dead-letter records.
+DEAD_LETTER_REASONS = (
+    "empty", "too_large", "invalid_json", "schema", "bad_timestamp", "late",
+)
+
+MS_PER_SECOND = 1000
+MS_PER_MINUTE = 60 * MS_PER_SECOND
+MS_PER_HOUR = 60 * MS_PER_MINUTE
+MS_PER_DAY = 24 * MS_PER_HOUR
+
+#: Key prefix reserved for pipeline records in the state table (never a user id).
+RESERVED_KEY_PREFIX = b"\x00"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How one worker (or tool) connects, names its topics and judges events."""
+
+    # --- connection -------------------------------------------------------------------
+    bootstrap: str = ""
+    """Kafka bootstrap servers (host:port[,host:port]); empty means the embedded broker."""
+    local: bool = False
+    """Local profile: short group timeouts and the Tansu end-offset fix (set for the embedded broker)."""
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+
+    # --- application ------------------------------------------------------------------
+    app_id: str = "engagement"
+    partitions: int = 4
+    replication_factor: int = 1
+    store: str = "memory://"
+    """Faust table store: ``memory://`` or ``rocksdb://`` (needs the ``rocksdb`` extra)."""
+    data_dir: str = "./data"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    commit_interval_s: float = 2.8
+    """Offsets are committed (and state flushed before them) this often."""
+    tick_interval_s: float = 1.0
+    """How often idle partitions are swept and gauges refreshed."""
+
+    # --- topics -----------------------------------------------------------------------
+    events_topic: str = "events"
+    dead_letter_topic: str = "events-dead-letter"
+    signals_topic: str = "engagement-signals"
+    sessions_topic: str = "engagement-sessions"
+    metrics_topic: str = "engagement-metrics"
+
+    # --- ingest -----------------------------------------------------------------------
+    max_event_bytes: int = 32 * 1024
+    dead_letter_payload_bytes: int = 4 * 1024
+    allowed_lateness_s: float = 600.0
+    """Watermark = newest event time seen - this. Older events are late (dead-lettered as ``late``)."""
+    idle_partition_s: float = 30.0
+    """A partition with no events for this long advances its watermark by wall-clock time."""
+    max_future_s: float = 86400.0
+    """Events stamped further than this ahead of their arrival are ``bad_timestamp``."""
+    min_timestamp_ms: int = 946684800000
+    """Events before this (2000-01-01) are ``bad_timestamp``."""
+    max_clock_skew_s: float = 86400.0
+    """When ``sent_at`` is within this of arrival, the gap is client clock skew and is corrected."""
+    dedupe_window: int = 16
+    """Event-id fingerprints kept per user; a retry within the user's last N events is a duplicate."""
+    state_cache_users: int = 200_000
+    """Decoded user records kept in memory beyond the dirty ones."""
+    rekey_cache_users: int = 1_000_000
+    """Home-partition look-ups remembered (key -> partition)."""
+
+    @property
+    def allowed_lateness_ms(self) -> int:
+        return int(self.allowed_lateness_s * MS_PER_SECOND)
+
+    @property
+    def idle_partition_ms(self) -> int:
+        return int(self.idle_partition_s * MS_PER_SECOND)
+
+    @property
+    def max_future_ms(self) -> int:
+        return int(self.max_future_s * MS_PER_SECOND)
+
+    @property
+    def max_clock_skew_ms(self) -> int:
+        return int(self.max_clock_skew_s * MS_PER_SECOND)
+
+    @property
+    def output_topics(self) -> tuple[str, ...]:
+        return (self.dead_letter_topic, self.signals_topic, self.sessions_topic, self.metrics_topic)
+
+    def with_overrides(self, **changes: Any) -> "Settings":
+        """A copy with some fields changed, checked like any other source."""
+        return _check(dataclasses.replace(self, **changes))
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """aiokafka keyword arguments for connecting to the configured broker (TLS / SASL)."""
+        opts: dict[str, Any] = {"bootstrap_servers": self.bootstrap}
+        if self.security_protocol != "PLAINTEXT":
+            opts["security_protocol"] = self.security_protocol
+            if self.security_protocol in ("SSL", "SASL_SSL"):
+                from aiokafka.helpers import create_ssl_context
+
+                opts["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile or None)
+            if self.sasl_mechanism:
+                opts["sasl_mechanism"] = self.sasl_mechanism
+                opts["sasl_plain_username"] = self.sasl_username
+                opts["sasl_plain_password"] = self.sasl_password
+        return opts
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Settings)
+
+
+def _coerce(name: str, value: Any, kind: Any) -> Any:
+    """Turn a TOML / env / flag value into the field's type, or say which setting is wrong."""
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError
+        if kind is int:
+            if isinstance(value, bool):
+                raise ValueError
+            return int(str(value).replace("_", ""))
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected {kind.__name__}, got {value!r}") from None
+
+
+def _check(settings: Settings) -> Settings:
+    """Reject values the pipeline cannot run with, naming the setting."""
+    positive = ("partitions", "replication_factor", "max_event_bytes", "dead_letter_payload_bytes",
+                "dedupe_window", "commit_interval_s", "tick_interval_s", "state_cache_users",
+                "rekey_cache_users")
+    for name in positive:
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{name}: must be greater than 0, got {getattr(settings, name)!r}")
+    for name in ("allowed_lateness_s", "idle_partition_s", "max_future_s", "max_clock_skew_s"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"{name}: must not be negative, got {getattr(settings, name)!r}")
+    if not (0 < settings.web_port < 65536):
+        raise ConfigError(f"web_port: must be a TCP port (1-65535), got {settings.web_port}")
+    if not settings.store.startswith(("memory://", "rocksdb://")):
+        raise ConfigError(f"store: must be memory:// or rocksdb://, got {settings.store!r}")
+    if settings.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+        raise ConfigError(f"security_protocol: unknown protocol {settings.security_protocol!r}")
+    names = [settings.events_topic, *settings.output_topics]
+    if len(set(names)) != len(names) or not all(names):
+        raise ConfigError(f"topics: topic names must be distinct and non-empty, got {names}")
+    return settings
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge defaults, a TOML file, ``ENGAGEMENT_*`` variables and flag overrides, then check them."""
+    env = os.environ if env is None else env
+    kinds = _field_types()
+    values: dict[str, Any] = {}
+
+    path = config_file or env.get(f"{ENV_PREFIX}CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config: file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
+        section = doc.get("pipeline", {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"config: [pipeline] in {path} must be a table")
+        for key, value in section.items():
+            if key not in kinds:
+                raise ConfigError(f"config: unknown setting [pipeline].{key} in {path}")
+            values[key] = _coerce(f"[pipeline].{key}", value, kinds[key])
+
+    for f in fields(Settings):
+        var = f"{ENV_PREFIX}{f.name.upper()}"
+        if var in env:
+            values[f.name] = _coerce(var, env[var], kinds[f.name])
+
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in kinds:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = _coerce(f"--{key.replace('_', '-')}", value, kinds[key])
+
+    return _check(Settings(**values))
+
+
+__all__ = ["Settings", "ConfigError", "load_settings", "field"]
