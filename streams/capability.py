@@ -10,9 +10,11 @@ partition-wide in itself, and must be able to rebuild the latter from user recor
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
     from .contract import Event
     from .processor import PartitionContext
     from .state import UserState
@@ -51,3 +53,10 @@ class Capability(Protocol):
     name: str
 
     def for_partition(self, ctx: "PartitionContext") -> PartitionCapability: ...
+
+    def collect(self, parts: Sequence[PartitionCapability]) -> Iterable["Metric"]:
+        """Prometheus families for this worker, from its owned partitions' instances (summed).
+
+        Called at scrape time; labels must be bounded (configured names, segments, bands).
+        """
+        ...

@@ -12,7 +12,7 @@ import dataclasses
 import os
 import tomllib
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields  # noqa: F401  (field: capability sections)
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -83,6 +83,8 @@ class Settings:
     signals_topic: str = "engagement-signals"
     sessions_topic: str = "engagement-sessions"
     metrics_topic: str = "engagement-metrics"
+    partials_topic: str = "engagement-metric-partials"
+    """Internal: per-partition snapshot partials, keyed by kind and period, combined by the rollup."""
 
     # --- ingest -----------------------------------------------------------------------
     max_event_bytes: int = 32 * 1024
@@ -122,7 +124,8 @@ class Settings:
 
     @property
     def output_topics(self) -> tuple[str, ...]:
-        return (self.dead_letter_topic, self.signals_topic, self.sessions_topic, self.metrics_topic)
+        return (self.dead_letter_topic, self.signals_topic, self.sessions_topic, self.metrics_topic,
+                self.partials_topic)
 
     def with_overrides(self, **changes: Any) -> "Settings":
         """A copy with some fields changed, checked like any other source."""
@@ -144,13 +147,27 @@ class Settings:
         return opts
 
 
-def _field_types() -> dict[str, Any]:
-    return typing.get_type_hints(Settings)
-
-
 def _coerce(name: str, value: Any, kind: Any) -> Any:
     """Turn a TOML / env / flag value into the field's type, or say which setting is wrong."""
+    origin = typing.get_origin(kind)
     try:
+        if dataclasses.is_dataclass(kind):
+            if isinstance(value, kind):
+                return value
+            if not isinstance(value, dict):
+                raise ValueError
+            return _load_section(kind, value, name)
+        if origin in (tuple, list):
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, (list, tuple)):
+                raise ValueError
+            inner = (typing.get_args(kind) or (str,))[0]
+            return tuple(_coerce(f"{name}[{i}]", item.strip() if isinstance(item, str) else item, inner)
+                         for i, item in enumerate(items) if item != "")
+        if origin is dict or kind is dict:
+            if not isinstance(value, dict):
+                raise ValueError
+            return dict(value)
         if kind is bool:
             if isinstance(value, bool):
                 return value
@@ -161,16 +178,37 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
                 return False
             raise ValueError
         if kind is int:
-            if isinstance(value, bool):
+            if isinstance(value, bool) or isinstance(value, float):
                 raise ValueError
             return int(str(value).replace("_", ""))
         if kind is float:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
+        if kind is Any:
+            return value
+        if isinstance(value, (dict, list)):
+            raise ValueError
         return str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}: expected {kind.__name__}, got {value!r}") from None
+        label = getattr(kind, "__name__", str(kind))
+        raise ConfigError(f"{name}: expected {label}, got {value!r}") from None
+
+
+def _load_section(cls: Any, section: Mapping[str, Any], where: str) -> Any:
+    """Build a (nested) settings dataclass from a TOML table, rejecting unknown keys by name."""
+    kinds = typing.get_type_hints(cls)
+    values = {}
+    for key, value in section.items():
+        if key not in kinds:
+            raise ConfigError(f"{where}.{key}: unknown setting")
+        values[key] = _coerce(f"{where}.{key}", value, kinds[key])
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _check(settings: Settings) -> Settings:
@@ -201,9 +239,15 @@ def load_settings(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Merge defaults, a TOML file, ``ENGAGEMENT_*`` variables and flag overrides, then check them."""
+    """Merge defaults, a TOML file, ``ENGAGEMENT_*`` variables and flag overrides, then check them.
+
+    The TOML file has a ``[pipeline]`` table for the top-level settings and one table per
+    capability (``[activity]``, ``[sessions]``, ...). Environment variables set top-level
+    settings only (``ENGAGEMENT_PARTITIONS=8``).
+    """
     env = os.environ if env is None else env
-    kinds = _field_types()
+    kinds = typing.get_type_hints(Settings)
+    sections = {f.name for f in fields(Settings) if dataclasses.is_dataclass(kinds[f.name])}
     values: dict[str, Any] = {}
 
     path = config_file or env.get(f"{ENV_PREFIX}CONFIG")
@@ -215,17 +259,22 @@ def load_settings(
             raise ConfigError(f"config: file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
-        section = doc.get("pipeline", {})
-        if not isinstance(section, dict):
-            raise ConfigError(f"config: [pipeline] in {path} must be a table")
-        for key, value in section.items():
-            if key not in kinds:
-                raise ConfigError(f"config: unknown setting [pipeline].{key} in {path}")
-            values[key] = _coerce(f"[pipeline].{key}", value, kinds[key])
+        for table, content in doc.items():
+            if not isinstance(content, dict):
+                raise ConfigError(f"config: [{table}] in {path} must be a table")
+            if table == "pipeline":
+                for key, value in content.items():
+                    if key not in kinds or key in sections:
+                        raise ConfigError(f"[pipeline].{key}: unknown setting (in {path})")
+                    values[key] = _coerce(f"[pipeline].{key}", value, kinds[key])
+            elif table in sections:
+                values[table] = _load_section(kinds[table], content, f"[{table}]")
+            else:
+                raise ConfigError(f"[{table}]: unknown section (in {path})")
 
     for f in fields(Settings):
         var = f"{ENV_PREFIX}{f.name.upper()}"
-        if var in env:
+        if var in env and f.name not in sections:
             values[f.name] = _coerce(var, env[var], kinds[f.name])
 
     for key, value in (overrides or {}).items():
@@ -238,4 +287,22 @@ def load_settings(
     return _check(Settings(**values))
 
 
-__all__ = ["Settings", "ConfigError", "load_settings", "field"]
+__all__ = ["Settings", "ConfigError", "load_settings"]
+
+
+def settings_to_toml(settings: Settings) -> str:
+    """The settings as a TOML document that :func:`load_settings` reads back to equal settings.
+
+    Used to hand a complete configuration (capability sections included) to worker processes.
+    """
+    import tomli_w
+
+    kinds = typing.get_type_hints(Settings)
+    doc: dict[str, Any] = {"pipeline": {}}
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        if dataclasses.is_dataclass(kinds[f.name]):
+            doc[f.name] = dataclasses.asdict(value)
+        else:
+            doc["pipeline"][f.name] = list(value) if isinstance(value, tuple) else value
+    return tomli_w.dumps(doc)

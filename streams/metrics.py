@@ -61,6 +61,11 @@ class RuntimeCollector(Collector):
                 lag.add_metric([str(partition)], now - value / 1000)
         yield wm
         yield lag
+        processors = list(rt.processors.values())
+        for index, cap in enumerate(rt.capabilities):
+            collect = getattr(cap, "collect", None)
+            if collect is not None:
+                yield from collect([proc.capabilities[index] for proc in processors])
 
 
 def build_registry(runtime: Runtime) -> CollectorRegistry:

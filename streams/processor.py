@@ -61,6 +61,15 @@ class PartitionContext:
             key = key.encode()
         self.sink.send(topic, key, value if isinstance(value, bytes) else orjson.dumps(value))
 
+    def publish_partial(self, kind: str, period: str, figures: dict[str, Any], final: bool) -> None:
+        """Send this partition's additive share of a snapshot (e.g. kind "activity_day", period
+        "2026-11-01") to the partials topic; the rollup sums the shares of all partitions and
+        publishes the combined snapshot on the metrics topic (final once every partition is).
+        """
+        self.sink.send(self.settings.partials_topic, f"{kind}|{period}".encode(), orjson.dumps(
+            {"kind": kind, "period": period, "partition": self.partition, "final": final,
+             "watermark": self.watermark.value, "figures": figures}))
+
     def schedule(self, due_ms: int, key: bytes, tag: str) -> None:
         """Call the scheduling capability's ``on_timer`` once the watermark passes ``due_ms``.
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from typing import IO, Iterable, Iterator
 
 import orjson
-from aiokafka import AIOKafkaProducer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .config import Settings
 from .contract import Decoder, Event
+from .kafkaio import send_all
 
 MAX_REPORTED = 20
 console = Console(stderr=True)
@@ -35,32 +35,6 @@ def user_key(doc: object) -> bytes | None:
         if isinstance(user, str) and user:
             return user.encode()
     return None
-
-
-async def send_all(settings: Settings, records: Iterable[tuple[bytes | None, bytes]],
-                   on_sent: "callable[[int], None] | None" = None) -> int:
-    """Publish (key, value) pairs to the events topic with Kafka's default (murmur2) partitioner."""
-    producer = AIOKafkaProducer(linger_ms=5, max_batch_size=256 * 1024, acks="all",
-                                **settings.kafka_client_options())
-    await producer.start()
-    sent = 0
-    try:
-        pending = []
-        for key, value in records:
-            pending.append(await producer.send(settings.events_topic, value=value, key=key))
-            sent += 1
-            if len(pending) >= 2000:
-                await asyncio.gather(*pending)
-                if on_sent:
-                    on_sent(len(pending))
-                pending.clear()
-        if pending:
-            await asyncio.gather(*pending)
-            if on_sent:
-                on_sent(len(pending))
-    finally:
-        await producer.stop()
-    return sent
 
 
 def _checked(lines: Iterable[bytes], decoder: Decoder, summary: ProduceSummary,
@@ -98,7 +72,7 @@ def produce_lines(settings: Settings, source: IO[bytes], send_invalid: bool = Fa
                   console=console, disable=not progress, transient=True) as bar:
         task = bar.add_task("produce", total=None)
         summary.sent = asyncio.run(send_all(settings, _checked(source, decoder, summary, send_invalid),
-                                            lambda n: bar.advance(task, n)))
+                                            on_sent=lambda n: bar.advance(task, n)))
     summary.seconds = time.perf_counter() - started
     for problem in summary.problems:
         console.print(f"[yellow]invalid[/] {problem}")

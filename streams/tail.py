@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import uuid
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 
 from .config import Settings
+from .kafkaio import consume
 
 console = Console()
 
@@ -28,36 +27,22 @@ def _render(record: Any) -> str:
 
 async def _tail(settings: Settings, topic: str, as_json: bool, from_end: bool, max_messages: int | None,
                 idle_timeout: float | None) -> int:
-    consumer = AIOKafkaConsumer(topic, group_id=f"tail-{uuid.uuid4().hex[:8]}",
-                                auto_offset_reset="latest" if from_end else "earliest",
-                                enable_auto_commit=False, session_timeout_ms=10000,
-                                heartbeat_interval_ms=1000, **settings.kafka_client_options())
-    await consumer.start()
     seen = 0
-    try:
-        while max_messages is None or seen < max_messages:
-            batch = await consumer.getmany(timeout_ms=int((idle_timeout or 3600) * 1000))
-            if not batch:
-                break
-            for tp, records in batch.items():
-                for msg in records:
-                    try:
-                        value = orjson.loads(msg.value) if msg.value else None
-                    except orjson.JSONDecodeError:
-                        value = msg.value.decode("utf-8", "replace")
-                    if as_json:
-                        sys.stdout.write(orjson.dumps({"topic": msg.topic, "partition": msg.partition,
-                                                       "offset": msg.offset, "key": msg.key.decode("utf-8", "replace") if msg.key else None,
-                                                       "value": value}).decode() + "\n")
-                    else:
-                        console.print(f"[dim]{msg.partition}:{msg.offset}[/] {_render(value)}", markup=True,
-                                      highlight=False, soft_wrap=True)
-                    seen += 1
-                    if max_messages is not None and seen >= max_messages:
-                        return seen
+    async for msg in consume(settings, topic, from_end=from_end, idle_timeout=idle_timeout,
+                             max_messages=max_messages):
+        try:
+            value = orjson.loads(msg.value) if msg.value else None
+        except orjson.JSONDecodeError:
+            value = msg.value.decode("utf-8", "replace")
+        if as_json:
+            key = msg.key.decode("utf-8", "replace") if msg.key else None
+            sys.stdout.write(orjson.dumps({"topic": msg.topic, "partition": msg.partition,
+                                           "offset": msg.offset, "key": key, "value": value}).decode() + "\n")
             sys.stdout.flush()
-    finally:
-        await consumer.stop()
+        else:
+            console.print(f"[dim]{msg.partition}:{msg.offset}[/] {_render(value)}", highlight=False,
+                          soft_wrap=True)
+        seen += 1
     return seen
 
 

@@ -1,0 +1,74 @@
+"""Fixtures: one embedded Tansu broker for the session, isolated topics per test, worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from streams.broker import EmbeddedBroker
+from streams.config import Settings, load_settings
+from streams.topics import ensure_topics
+from streams.workerproc import WorkerProcess
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """A real Kafka-protocol broker (Tansu) on a free loopback port, stopped even if tests fail."""
+    log = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with EmbeddedBroker(log_path=log) as running:
+        yield running
+
+
+@pytest.fixture
+def make_settings(broker: EmbeddedBroker, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings on the embedded broker with topics and group of this test's own."""
+
+    def make(**overrides: Any) -> Settings:
+        tag = uuid.uuid4().hex[:8]
+        base = dict(bootstrap=broker.bootstrap, local=True, app_id=f"t-{tag}", partitions=4,
+                    events_topic=f"events-{tag}", dead_letter_topic=f"dlq-{tag}",
+                    signals_topic=f"signals-{tag}", sessions_topic=f"sessions-{tag}",
+                    metrics_topic=f"metrics-{tag}", partials_topic=f"partials-{tag}", data_dir=str(tmp_path / f"data-{tag}"),
+                    commit_interval_s=0.5)
+        base.update(overrides)
+        settings = load_settings(env={}, overrides=base)
+        asyncio.run(ensure_topics(settings))
+        return settings
+
+    return make
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start worker processes; every one is stopped (SIGTERM, then SIGKILL) after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(settings: Settings, name: str = "worker") -> WorkerProcess:
+        proc = WorkerProcess(settings, log_path=tmp_path / f"{name}-{len(started)}.log", loglevel="info")
+        started.append(proc.start())
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop(timeout=10)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.3,
+             message: str = "condition") -> Any:
+    """Poll until ``predicate()`` is truthy; fail the test with ``message`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except OSError:
+            last = None
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
