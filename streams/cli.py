@@ -175,5 +175,18 @@ def bench(config_file: str | None, bootstrap: str | None, partitions: int | None
               json_out=json_out)
 
 
+@main.command("bench-run", hidden=True)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), required=True)
+@click.option("--mode", type=click.Choice(["bare", "pipeline"]), required=True)
+@click.option("--expected", type=int, required=True)
+@click.option("--result", type=click.Path(dir_okay=False), required=True)
+@friendly
+def bench_run(config_file: str, mode: str, expected: int, result: str) -> None:
+    """One measured run (started by 'bench'; not for direct use)."""
+    from .benchrun import run_measured
+
+    run_measured(load_settings(config_file), mode, expected, result)
+
+
 if __name__ == "__main__":
     main()

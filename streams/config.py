@@ -48,6 +48,133 @@ class ConfigError(ValueError):
     """A setting that cannot be used; the message names the setting."""
 
 
+# --- sessions and usage (issue 4) ---------------------------------------------------------
+#: Buffered session events are folded when the watermark passes them, rounded up to this step,
+#: so a user streaming heartbeats costs one timer per step instead of one per event.
+SESSION_FOLD_STEP_MS = 10 * MS_PER_SECOND
+#: Days of per-user daily counts kept for rolling windows (the longest window is 30 days).
+USAGE_RETAIN_DAYS = 30
+#: Rolling windows, in days, of the usage figures (1 = the day itself).
+CORE_ACTION_WINDOWS = (1, 7, 28)
+FEATURE_WINDOWS = (1, 28)
+ACTIVE_WINDOWS = (1, 7, 28, 30)
+VISIT_WINDOWS = (7, 30)
+#: Expected cadence of visits -> days between visits a user is expected to keep.
+CADENCE_DAYS = {"daily": 1, "weekly": 7}
+#: Limits that keep the per-user bit masks and Prometheus label sets small.
+MAX_CORE_ACTIONS = 16
+MAX_FEATURES = 32
+
+
+def _positive(where: str, **values: float) -> None:
+    for key, value in values.items():
+        if not value > 0:
+            raise ConfigError(f"{where}.{key}: must be greater than 0, got {value!r}")
+
+
+def _increasing(where: str, key: str, values: tuple[float, ...]) -> None:
+    if not values or any(b <= a for a, b in zip(values, values[1:])) or values[0] <= 0:
+        raise ConfigError(f"{where}.{key}: must be positive and strictly increasing, got {list(values)!r}")
+
+
+@dataclass(frozen=True)
+class SessionsConfig:
+    """``[sessions]``: how a user's activity events are cut into sessions and timed."""
+
+    inactivity_timeout_s: float = 1800.0
+    """A gap between consecutive activity events longer than this starts a new session."""
+    max_length_s: float = 86400.0
+    """A session never spans more than this (first to last event); the next event starts a new one."""
+    idle_threshold_s: float = 300.0
+    """Active time counts each gap between consecutive events up to this much (idle is not use)."""
+    heartbeat_event: str = "page_ping"
+    """Heartbeat event name: counts as activity, never as the entry or exit event."""
+    duration_buckets_s: tuple[float, ...] = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
+                                             28800.0, 86400.0)
+    active_time_buckets_s: tuple[float, ...] = (10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0,
+                                                14400.0)
+
+    def __post_init__(self) -> None:
+        _positive("sessions", inactivity_timeout_s=self.inactivity_timeout_s,
+                  max_length_s=self.max_length_s, idle_threshold_s=self.idle_threshold_s)
+        if not self.heartbeat_event:
+            raise ConfigError("sessions.heartbeat_event: must not be empty")
+        _increasing("sessions", "duration_buckets_s", self.duration_buckets_s)
+        _increasing("sessions", "active_time_buckets_s", self.active_time_buckets_s)
+
+    @property
+    def timeout_ms(self) -> int:
+        return int(self.inactivity_timeout_s * MS_PER_SECOND)
+
+    @property
+    def max_length_ms(self) -> int:
+        return int(self.max_length_s * MS_PER_SECOND)
+
+    @property
+    def idle_ms(self) -> int:
+        return int(self.idle_threshold_s * MS_PER_SECOND)
+
+
+@dataclass(frozen=True)
+class CoreAction:
+    """A core action: activity events named ``event`` (default: ``name``) whose properties match
+    ``where`` (property -> value, or a list of accepted values), worth ``weight`` each."""
+
+    name: str
+    event: str = ""
+    where: dict[str, Any] = field(default_factory=dict)
+    weight: float = 1.0
+
+    @property
+    def event_name(self) -> str:
+        return self.event or self.name
+
+
+@dataclass(frozen=True)
+class FeatureRule:
+    """Activity events named ``event`` use ``feature``, or the feature named by ``properties[property]``."""
+
+    event: str
+    property: str = ""
+    feature: str = ""
+
+
+@dataclass(frozen=True)
+class UsageConfig:
+    """``[usage]``: core actions, the feature mapping and the expected visit cadence."""
+
+    core_actions: tuple[CoreAction, ...] = (
+        CoreAction("report_created"), CoreAction("dashboard_shared"), CoreAction("invite_sent"),
+        CoreAction("export_completed"))
+    features: tuple[str, ...] = ("reports", "dashboards", "alerts", "exports", "api", "integrations")
+    """The features reported on (Prometheus labels): mapped values outside this list are ignored."""
+    feature_rules: tuple[FeatureRule, ...] = (FeatureRule("feature_used", property="feature"),)
+    cadence: str = "weekly"
+    """How often an engaged user is expected to visit: ``daily`` or ``weekly``."""
+
+    def __post_init__(self) -> None:
+        names = [a.name for a in self.core_actions]
+        if len(names) > MAX_CORE_ACTIONS:
+            raise ConfigError(f"usage.core_actions: at most {MAX_CORE_ACTIONS}, got {len(names)}")
+        if len(set(names)) != len(names) or not all(names):
+            raise ConfigError(f"usage.core_actions: names must be distinct and non-empty, got {names}")
+        for action in self.core_actions:
+            if not action.weight >= 0:
+                raise ConfigError(f"usage.core_actions.{action.name}.weight: must not be negative")
+        if len(self.features) > MAX_FEATURES:
+            raise ConfigError(f"usage.features: at most {MAX_FEATURES}, got {len(self.features)}")
+        if len(set(self.features)) != len(self.features) or not all(self.features):
+            raise ConfigError(f"usage.features: names must be distinct and non-empty, got {list(self.features)}")
+        for rule in self.feature_rules:
+            if not rule.event or bool(rule.property) == bool(rule.feature):
+                raise ConfigError(f"usage.feature_rules: {rule!r} needs an event and exactly one of "
+                                  "property or feature")
+            if rule.feature and rule.feature not in self.features:
+                raise ConfigError(f"usage.feature_rules: feature {rule.feature!r} is not in usage.features")
+        if self.cadence not in CADENCE_DAYS:
+            raise ConfigError(f"usage.cadence: must be one of {sorted(CADENCE_DAYS)}, got {self.cadence!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """How one worker (or tool) connects, names its topics and judges events."""
@@ -72,8 +199,10 @@ class Settings:
     data_dir: str = "./data"
     web_host: str = "127.0.0.1"
     web_port: int = 6066
-    commit_interval_s: float = 2.8
-    """Offsets are committed (and state flushed before them) this often."""
+    commit_interval_s: float = 10.0
+    """Offsets are committed (and state flushed before them) this often. Each flush writes every
+    user touched since the last one, so a longer interval means fewer changelog writes for busy
+    users and a longer replay after a crash (Kafka Streams defaults to 30 s, Faust to 2.8 s)."""
     tick_interval_s: float = 1.0
     """How often idle partitions are swept and gauges refreshed."""
 
@@ -105,6 +234,10 @@ class Settings:
     """Decoded user records kept in memory beyond the dirty ones."""
     rekey_cache_users: int = 1_000_000
     """Home-partition look-ups remembered (key -> partition)."""
+
+    # --- capabilities (one TOML section each) --------------------------------------------
+    sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    usage: UsageConfig = field(default_factory=UsageConfig)
 
     @property
     def allowed_lateness_ms(self) -> int:
