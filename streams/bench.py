@@ -34,11 +34,14 @@ console = Console(stderr=True)
 RUN_TIMEOUT_S = 600.0
 
 
-def bench_events(n_events: int, users: int, seed: int = 7) -> Iterator[dict[str, Any]]:
-    """A realistic event mix from the simulator, cut at ``n_events``."""
-    from .simulator import bench_events as simulated
+BENCH_DAYS = 365
 
-    return simulated(n_events=n_events, users=users, seed=seed)
+
+def bench_events(n_events: int, users: int, seed: int = 7) -> Iterator[dict[str, Any]]:
+    """A realistic event mix from the simulator (engaged, casual, churning users), cut at ``n_events``."""
+    from .simulator import SimulationConfig, simulate
+
+    return simulate(SimulationConfig(users=users, days=BENCH_DAYS, seed=seed), max_events=n_events)
 
 
 @contextlib.contextmanager
