@@ -8,7 +8,6 @@ and the figure that matters is the ratio pipeline / bare, not the absolute rate.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import statistics
 import subprocess
@@ -25,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .benchrun import MODES
-from .broker import EmbeddedBroker
+from .broker import broker_for
 from .config import Settings, settings_to_toml
 from .kafkaio import event_records, send_all
 from .topics import ensure_topics
@@ -42,16 +41,6 @@ def bench_events(n_events: int, users: int, seed: int = 7) -> Iterator[dict[str,
     from .simulator import SimulationConfig, simulate
 
     return simulate(SimulationConfig(users=users, days=BENCH_DAYS, seed=seed), max_events=n_events)
-
-
-@contextlib.contextmanager
-def broker_for(settings: Settings) -> Iterator[Settings]:
-    """The configured broker, or an embedded one started (and stopped) for the command."""
-    if settings.bootstrap:
-        yield settings
-        return
-    with EmbeddedBroker() as broker:
-        yield settings.with_overrides(bootstrap=broker.bootstrap, local=True)
 
 
 def _measure(settings: Settings, mode: str, expected: int, workdir: Path) -> dict[str, Any]:
@@ -100,7 +89,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def run_bench(settings: Settings, config_file: str | None, n_events: int, users: int, repeat: int,
               json_out: str | None) -> dict[str, Any]:
     """Produce the events once, then alternate bare and pipeline runs; print and return the medians."""
-    with broker_for(settings) as live, tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+    with broker_for(settings) as (live, _), tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         live = live.with_overrides(events_topic=f"bench-events-{uuid.uuid4().hex[:6]}")
         asyncio.run(ensure_topics(live))
         started = time.perf_counter()

@@ -7,6 +7,7 @@ laptop needs no JVM or Docker. It keeps everything in memory: stopping it loses 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import socket
@@ -14,8 +15,9 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Iterator
 
-from .config import ConfigError
+from .config import ConfigError, Settings
 
 READY_TIMEOUT_S = 15.0
 
@@ -115,3 +117,16 @@ class EmbeddedBroker:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def broker_for(settings: Settings) -> Iterator[tuple[Settings, EmbeddedBroker | None]]:
+    """The configured broker, or an embedded one started (and stopped) for one command.
+
+    Yields the settings to use (local profile for the embedded broker) and the embedded broker, if any.
+    """
+    if settings.bootstrap:
+        yield settings, None
+        return
+    with EmbeddedBroker() as broker:
+        yield settings.with_overrides(bootstrap=broker.bootstrap, local=True), broker

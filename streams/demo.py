@@ -19,7 +19,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from rich.console import Console
 
-from .bench import broker_for
+from .broker import broker_for
 from .config import MS_PER_DAY, Settings
 from .demoview import DemoView
 from .kafkaio import consume
@@ -112,15 +112,16 @@ def run_demo(settings: Settings, config_file: str | None, duration: float | None
              history_days: int, speed: float, seed: int, live: bool) -> None:
     """Run everything, show it, and clean up every process started, also on Ctrl-C."""
     sim, history_end = _timeline(history_days, users, seed)
-    with broker_for(settings) as running, tempfile.TemporaryDirectory(prefix="demo-") as tmp:
+    with broker_for(settings) as (running, broker), tempfile.TemporaryDirectory(prefix="demo-") as tmp:
         asyncio.run(ensure_topics(running))
         log = Path(tmp) / "worker.log"
         worker = WorkerProcess(running, log_path=log, loglevel="info")
         console.print(f"broker [bold]{running.bootstrap}[/]; starting a worker ...")
         with worker:
             worker.wait_ready(timeout=90)
+            pids = f"broker pid {broker.pid if broker else '-'}, worker pid {worker.proc.pid if worker.proc else '-'}"
             console.print(f"worker metrics: [bold]{worker.url}/metrics[/]  figures: {worker.url}/figures  "
-                          f"(log {log})")
+                          f"({pids}; log {log})", soft_wrap=True)
             view = DemoView(running, users, live=live)
             try:
                 with view:
