@@ -39,6 +39,12 @@ class PartitionCapability:
     def on_timer(self, key: bytes, state: "UserState", tag: str, due_ms: int) -> None:
         """A timer this capability scheduled is due (the watermark passed ``due_ms``)."""
 
+    def on_notice(self, key: bytes, state: "UserState", kind: str, payload: Mapping[str, Any]) -> None:
+        """Another capability of this partition announced a fact about a user (``ctx.notify``),
+        e.g. sessions announce ``session_closed``; lets capabilities build on each other's results
+        without reading each other's record slots.
+        """
+
     def on_watermark(self, watermark_ms: int) -> None:
         """The partition watermark advanced (close days, emit final snapshots, ...)."""
 

@@ -54,6 +54,7 @@ class PartitionContext:
         self._timers: list[tuple[int, int, bytes, int, str]] = []
         self._seq = 0
         self._owner = 0
+        self._capabilities: list[PartitionCapability] = []
 
     def emit(self, topic: str, key: bytes | str | None, value: Any) -> None:
         """Publish an output record (a dict is JSON-encoded); sent before the next offset commit."""
@@ -69,6 +70,19 @@ class PartitionContext:
         self.sink.send(self.settings.partials_topic, f"{kind}|{period}".encode(), orjson.dumps(
             {"kind": kind, "period": period, "partition": self.partition, "final": final,
              "watermark": self.watermark.value, "figures": figures}))
+
+    def notify(self, key: bytes, state: UserState, kind: str, payload: dict[str, Any]) -> None:
+        """Tell every other capability of this partition a fact about a user (``on_notice``).
+
+        Delivered synchronously, in capability order, while the caller's event or timer runs;
+        notices are not stored, so a receiver keeps in its own slot what it must remember.
+        """
+        sender = self._owner
+        for index, cap in enumerate(self._capabilities):
+            if index != sender:
+                self._owner = index
+                cap.on_notice(key, state, kind, payload)
+        self._owner = sender
 
     def schedule(self, due_ms: int, key: bytes, tag: str) -> None:
         """Call the scheduling capability's ``on_timer`` once the watermark passes ``due_ms``.
@@ -106,6 +120,7 @@ class PartitionProcessor:
         for index, cap in enumerate(capabilities):
             self.ctx._owner = index
             self.capabilities.append(cap.for_partition(self.ctx))
+        self.ctx._capabilities = self.capabilities
         self.users = 0
         self.events = 0
 

@@ -122,3 +122,31 @@ def test_idle_partition_advances_with_wall_clock_only_after_idle_period() -> Non
     assert mark.idle_advance(wall_ms=40_000)
     assert mark.value == 10_000 + 40_000 - 1000
     assert not mark.observe(5_000, wall_ms=41_000)  # older events never move it back
+
+
+def test_notices_reach_the_other_capabilities_only() -> None:
+    from streams.capability import PartitionCapability
+
+    heard: list[tuple[str, str, bytes]] = []
+
+    class Speaker(PartitionCapability):
+        def on_event(self, key: bytes, state: UserState, event: Any) -> None:
+            self.ctx.notify(key, state, "said", {"name": event.name})
+
+        def on_notice(self, key: bytes, state: UserState, kind: str, payload: Any) -> None:
+            heard.append(("speaker", kind, key))
+
+    class Listener(PartitionCapability):
+        def on_notice(self, key: bytes, state: UserState, kind: str, payload: Any) -> None:
+            heard.append(("listener", f"{kind}:{payload['name']}", key))
+
+    class Cap:
+        def __init__(self, name: str, cls: type) -> None:
+            self.name, self.cls = name, cls
+
+        def for_partition(self, ctx: Any) -> PartitionCapability:
+            return self.cls(ctx)
+
+    runtime, _, _ = unit_runtime(capabilities=[Cap("speaker", Speaker), Cap("listener", Listener)])  # type: ignore[list-item]
+    feed(runtime, [(b"u1", ev("a"))])
+    assert heard == [("listener", "said:clicked", b"u1")]
