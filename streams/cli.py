@@ -9,6 +9,7 @@ from typing import Any, Callable
 import click
 
 from .config import ConfigError, Settings, load_settings
+from .simulator import DEFAULT_START
 
 
 def connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -129,10 +130,56 @@ def tail(config_file: str | None, bootstrap: str | None, partitions: int | None,
 
 
 @main.command()
+@click.option("--users", type=int, default=2000, show_default=True, help="Simulated users.")
+@click.option("--days", type=int, default=35, show_default=True, help="Simulated days.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same events (ids included).")
+@click.option("--start", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]), default=DEFAULT_START,
+              show_default=True, help="First simulated instant, UTC (a date or date and time).")
+@click.option("--max-events", type=int, default=None, help="Stop after this many events.")
+@click.option("--bad-rate", type=float, default=0.0, show_default=True,
+              help="Share of extra malformed lines (bad JSON, missing ids, oversized, absurd timestamps).")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, allow_dash=True), default="-", show_default=True,
+              help="JSON-lines file to write (- for stdout).")
+@click.option("--labels", type=click.Path(dir_okay=False), default=None,
+              help="Also write the churners as CSV: user_id,churned_at (RFC 3339).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+def simulate(users: int, days: int, seed: int, start: Any, max_events: int | None, bad_rate: float, out: str,
+             labels: str | None, quiet: bool) -> None:
+    """Write a simulated B2B product's events as JSON lines (for 'streams produce').
+
+    Engaged, casual, churning and resurrecting users in accounts with seats, new users
+    onboarding, sessions with page views, heartbeats, features and core actions. Deterministic
+    for a seed. Example: streams simulate --days 60 -o events.jsonl --labels churn.csv
+    """
+    from datetime import timezone
+
+    for name, value in (("--users", users), ("--days", days), ("--max-events", max_events)):
+        if value is not None and value <= 0:
+            raise click.UsageError(f"{name}: must be greater than 0, got {value}")
+    if not 0.0 <= bad_rate <= 1.0:
+        raise click.UsageError(f"--bad-rate: must be a share between 0 and 1, got {bad_rate}")
+    from .simexport import export, report
+    from .simulator import SimulationConfig
+
+    start_ms = int(start.replace(tzinfo=timezone.utc).timestamp() * 1000)
+    config = SimulationConfig(users=users, days=days, seed=seed, start_ms=start_ms)
+    with click.open_file(out, "wb") as sink:
+        label_file = click.open_file(labels, "w", encoding="utf-8") if labels else None
+        try:
+            summary = export(config, sink, label_file, max_events=max_events, bad_rate=bad_rate,
+                             progress=out != "-" and not quiet)
+        finally:
+            if label_file is not None:
+                label_file.close()
+    if not quiet:
+        report(summary, config, "stdout" if out == "-" else out, labels)
+
+
+@main.command()
 @connection_options
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: until Ctrl-C).")
-@click.option("--users", type=int, default=2000, show_default=True, help="Simulated users.")
-@click.option("--history-days", type=int, default=35, show_default=True, help="Days of history replayed first.")
+@click.option("--users", type=int, default=500, show_default=True, help="Simulated users.")
+@click.option("--history-days", type=int, default=28, show_default=True, help="Days of history replayed first.")
 @click.option("--speed", type=float, default=3600.0, show_default=True,
               help="Live simulation speed: simulated seconds per real second.")
 @click.option("--seed", type=int, default=7, show_default=True)

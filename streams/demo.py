@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
 from rich.console import Console
 
 from .broker import broker_for
 from .config import MS_PER_DAY, Settings
 from .demoview import DemoView
-from .kafkaio import consume
+from .kafkaio import Publisher, consume, event_records
+from .simfaults import with_malformed
 from .simulator import EventFeed, SimClock, SimulationConfig
 from .topics import ensure_topics
 from .workerproc import WorkerProcess
@@ -30,10 +30,8 @@ from .workerproc import WorkerProcess
 console = Console()
 LIVE_DAYS = 30
 TICK_S = 0.5
-#: One message in this many is malformed on purpose, so the dead-letter path shows in the demo.
-MALFORMED_EVERY = 500
-MALFORMED = (b'{"event_id": "broken', b'{"type": "track", "event": "x", "user_id": "demo"}',
-             b'{"event_id": "e", "type": "track", "event": "x", "user_id": "demo", "timestamp": "1801-01-01T00:00:00Z"}')
+#: Share of extra malformed messages, so the dead-letter path shows in the demo.
+BAD_RATE = 0.002
 
 
 def _timeline(history_days: int, users: int, seed: int) -> tuple[SimulationConfig, int]:
@@ -42,30 +40,6 @@ def _timeline(history_days: int, users: int, seed: int) -> tuple[SimulationConfi
     start = today - (history_days + LIVE_DAYS) * MS_PER_DAY
     return SimulationConfig(users=users, seed=seed, start_ms=start, days=history_days + LIVE_DAYS), \
         start + history_days * MS_PER_DAY
-
-
-class _Feeder:
-    """Publishes simulated events (and the odd malformed message) keyed by user."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.producer = AIOKafkaProducer(linger_ms=5, max_batch_size=256 * 1024, **settings.kafka_client_options())
-        self.sent = 0
-
-    async def send(self, docs: Any) -> int:
-        pending = []
-        for doc in docs:
-            self.sent += 1
-            if self.sent % MALFORMED_EVERY == 0:
-                raw = MALFORMED[(self.sent // MALFORMED_EVERY) % len(MALFORMED)]
-                pending.append(await self.producer.send(self.settings.events_topic, raw, key=b"demo"))
-            pending.append(await self.producer.send(self.settings.events_topic, orjson.dumps(doc),
-                                                    key=doc["user_id"].encode()))
-            if len(pending) >= 2000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-        return self.sent
 
 
 async def _signals(settings: Settings, view: DemoView) -> None:
@@ -77,35 +51,35 @@ async def _signals(settings: Settings, view: DemoView) -> None:
 
 async def _run(settings: Settings, worker: WorkerProcess, config: SimulationConfig, history_end: int,
                speed: float, duration: float | None, view: DemoView) -> None:
-    feeder = _Feeder(settings)
-    await feeder.producer.start()
     signals = asyncio.create_task(_signals(settings, view))
     deadline = None if duration is None else time.monotonic() + duration
     try:
-        feed = EventFeed(config)
-        view.phase = "replaying history"
-        chunk_end = config.start_ms
-        while chunk_end < history_end and (deadline is None or time.monotonic() < deadline):
-            chunk_end = min(history_end, chunk_end + MS_PER_DAY // 4)
-            await feeder.send(feed.until(chunk_end))
-            view.update(worker, chunk_end, feeder.sent)
-            await asyncio.sleep(0)
-        clock = SimClock(history_end, speed)
-        view.phase = f"live at {speed:g}x"
-        while deadline is None or time.monotonic() < deadline:
-            now = clock.now_ms()
-            await feeder.send(feed.until(now))
-            view.update(worker, now, feeder.sent)
-            if feed.exhausted:
-                view.phase = "simulation finished (Ctrl-C to stop)"
-            if not worker.alive():
-                raise RuntimeError(f"the worker exited (log: {worker.log_path})")
-            await asyncio.sleep(TICK_S)
+        async with Publisher(settings) as publisher:
+            async def publish(docs: Any, sim_now: int) -> None:
+                await publisher.send(with_malformed(event_records(docs), BAD_RATE, config.seed,
+                                                    settings.max_event_bytes))
+                view.update(worker, sim_now, publisher.sent)
+                if not worker.alive():
+                    raise RuntimeError(f"the worker exited (log: {worker.log_path})")
+
+            feed = EventFeed(config)
+            view.phase = "replaying history"
+            chunk_end = config.start_ms
+            while chunk_end < history_end and (deadline is None or time.monotonic() < deadline):
+                chunk_end = min(history_end, chunk_end + MS_PER_DAY // 4)
+                await publish(feed.until(chunk_end), chunk_end)
+            clock = SimClock(history_end, speed)
+            view.phase = f"live at {speed:g}x"
+            while deadline is None or time.monotonic() < deadline:
+                now = clock.now_ms()
+                await publish(feed.until(now), now)
+                if feed.exhausted:
+                    view.phase = "simulation finished (Ctrl-C to stop)"
+                await asyncio.sleep(TICK_S)
     finally:
         signals.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await signals
-        await feeder.producer.stop()
 
 
 def run_demo(settings: Settings, config_file: str | None, duration: float | None, users: int,

@@ -14,18 +14,33 @@ from .config import Settings
 SEND_WINDOW = 2000
 
 
-async def send_all(settings: Settings, records: Iterable[tuple[bytes | None, bytes]],
-                   topic: str | None = None, on_sent: Callable[[int], None] | None = None) -> int:
-    """Publish (key, value) pairs with Kafka's default (murmur2) partitioner; returns how many."""
-    producer = AIOKafkaProducer(linger_ms=5, max_batch_size=256 * 1024, acks="all",
-                                **settings.kafka_client_options())
-    await producer.start()
-    sent = 0
-    try:
+class Publisher:
+    """A started producer that publishes batches of (key, value) pairs and waits for them.
+
+    Keyed records use Kafka's default (murmur2) partitioner, as the pipeline expects.
+    """
+
+    def __init__(self, settings: Settings, topic: str | None = None) -> None:
+        self.topic = topic or settings.events_topic
+        self.producer = AIOKafkaProducer(linger_ms=5, max_batch_size=256 * 1024, acks="all",
+                                         **settings.kafka_client_options())
+        self.sent = 0
+
+    async def __aenter__(self) -> "Publisher":
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.producer.stop()
+
+    async def send(self, records: Iterable[tuple[bytes | None, bytes]],
+                   on_sent: Callable[[int], None] | None = None) -> int:
+        """Publish every record (in windows of SEND_WINDOW in flight); returns how many."""
         pending = []
+        count = 0
         for key, value in records:
-            pending.append(await producer.send(topic or settings.events_topic, value=value, key=key))
-            sent += 1
+            pending.append(await self.producer.send(self.topic, value=value, key=key))
+            count += 1
             if len(pending) >= SEND_WINDOW:
                 await asyncio.gather(*pending)
                 if on_sent:
@@ -35,9 +50,15 @@ async def send_all(settings: Settings, records: Iterable[tuple[bytes | None, byt
             await asyncio.gather(*pending)
             if on_sent:
                 on_sent(len(pending))
-    finally:
-        await producer.stop()
-    return sent
+        self.sent += count
+        return count
+
+
+async def send_all(settings: Settings, records: Iterable[tuple[bytes | None, bytes]],
+                   topic: str | None = None, on_sent: Callable[[int], None] | None = None) -> int:
+    """Publish (key, value) pairs with a producer of their own; returns how many."""
+    async with Publisher(settings, topic) as publisher:
+        return await publisher.send(records, on_sent)
 
 
 def event_records(events: Iterable[dict[str, Any]]) -> Iterable[tuple[bytes | None, bytes]]:

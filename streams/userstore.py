@@ -44,7 +44,10 @@ class _PartitionKeys:
 
     def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
         if self.rocksdb:
-            yield from self.store._db_for_partition(partition).items()
+            skip = self.store.offset_key  # Faust keeps the partition's persisted offset here
+            for key, blob in self.store._db_for_partition(partition).items():
+                if key != skip:
+                    yield key, blob
             return
         owner = self.store._key_partition
         for key, blob in self.store.data.items():

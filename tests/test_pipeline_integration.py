@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.config import MS_PER_MINUTE, Settings
+from streams.config import MS_PER_MINUTE, RESERVED_KEY_PREFIX, Settings
 from streams.contract import parse_time_ms
 from streams.kafkaio import consume, read_json, send_all
 from streams.state import UserState
@@ -38,7 +38,7 @@ def changelog_state(settings: Settings) -> dict[str, UserState]:
     async def read() -> dict[str, UserState]:
         latest: dict[str, UserState] = {}
         async for record in consume(settings, f"{settings.app_id}-users-changelog", idle_timeout=3):
-            if record.key and record.value:
+            if record.key and record.value and not record.key.startswith(RESERVED_KEY_PREFIX):
                 latest[record.key.decode()] = UserState.decode(record.value)
         return latest
     return asyncio.run(read())
@@ -87,7 +87,8 @@ def test_valid_duplicate_and_malformed_events_end_in_exactly_one_place(make_sett
     assert 'engagement_dead_letters_total{reason="bad_timestamp"} 2.0' in metrics
 
 
-def test_sigkill_mid_stream_then_restart_counts_exactly(make_settings: Any, workers: Any) -> None:
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_sigkill_mid_stream_then_restart_counts_exactly(make_settings: Any, workers: Any, store: str) -> None:
     rng = random.Random(11)
     users = [f"user-{i}" for i in range(400)]
     events = [good(f"ev-{i}", rng.choice(users), i / 50) for i in range(40_000)]
@@ -97,7 +98,7 @@ def test_sigkill_mid_stream_then_restart_counts_exactly(make_settings: Any, work
     stream.sort(key=lambda d: d["timestamp"] // (5 * MS_PER_MINUTE))
     expected_events = Counter(d["user_id"] for d in events)
 
-    settings = make_settings(allowed_lateness_s=3600)
+    settings = make_settings(allowed_lateness_s=3600, store=store)
     asyncio.run(send_all(settings, ((d["user_id"].encode(), orjson.dumps(d)) for d in stream)))
 
     first = workers(settings, name="crashing").wait_ready(partitions=settings.partitions)
