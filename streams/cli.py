@@ -222,6 +222,27 @@ def bench(config_file: str | None, bootstrap: str | None, partitions: int | None
               json_out=json_out)
 
 
+@main.command()
+@connection_options
+@click.option("--out", "-o", type=click.Path(dir_okay=False), default="engagement-report.html", show_default=True,
+              help="Where to write the HTML report.")
+@click.option("--from-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Read snapshots from a JSON-lines file (e.g. 'streams tail --what metrics --json') instead of the topic.")
+@click.option("--idle-timeout", type=float, default=3.0, show_default=True,
+              help="Stop reading the metrics topic after this many quiet seconds.")
+@friendly
+def report(config_file: str | None, bootstrap: str | None, partitions: int | None, out: str,
+           from_file: str | None, idle_timeout: float) -> None:
+    """Write a self-contained HTML report of a run (active users, stickiness, sessions, risk, ...)."""
+    settings = settings_from(config_file, bootstrap=bootstrap, partitions=partitions)
+    if from_file is None and not settings.bootstrap:
+        raise click.UsageError("bootstrap: set --bootstrap or ENGAGEMENT_BOOTSTRAP, or give --from-file")
+    from .report import write_report
+
+    shown = write_report(settings, out, source=from_file, idle_timeout=idle_timeout)
+    click.echo(f"wrote {out} ({shown} snapshots)")
+
+
 @main.command("bench-run", hidden=True)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), required=True)
 @click.option("--mode", type=click.Choice(["bare", "pipeline"]), required=True)
