@@ -150,3 +150,37 @@ def test_notices_reach_the_other_capabilities_only() -> None:
     runtime, _, _ = unit_runtime(capabilities=[Cap("speaker", Speaker), Cap("listener", Listener)])  # type: ignore[list-item]
     feed(runtime, [(b"u1", ev("a"))])
     assert heard == [("listener", "said:clicked", b"u1")]
+
+
+def test_no_input_crashes_the_processor_and_every_message_is_accounted_for() -> None:
+    import random
+
+    rng = random.Random(5)
+    base = orjson.loads(ev("seed"))
+    values: list[Any] = [None, True, 0, -1, 2**70, 1.5, "", "x" * 300, [], {}, [1], {"a": None}, "2026-13-45T99:00:00Z",
+                         "\udcff", "2026-11-02T10:00:00+25:00"]
+    messages: list[tuple[bytes | None, bytes | None]] = []
+    for i in range(3000):
+        choice = rng.random()
+        if choice < 0.3:
+            doc = dict(base, event_id=f"r{i}")
+            for _ in range(rng.randint(1, 3)):
+                doc[rng.choice([*base, "sent_at", "anonymous_id", "traits", "context"])] = rng.choice(values)
+            try:
+                raw: bytes | None = orjson.dumps(doc)
+            except TypeError:
+                raw = repr(doc).encode()
+        elif choice < 0.5:
+            raw = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 64)))
+        elif choice < 0.6:
+            raw = None
+        else:
+            raw = ev(f"ok{i}", user=f"u{rng.randrange(20)}", minute=rng.uniform(-20, 60))
+        key = rng.choice([None, b"", b"u1", b"\xff\xfe", f"u{rng.randrange(20)}".encode()])
+        messages.append((key, raw))
+    runtime, _, sink = unit_runtime()
+    outcomes = [runtime.handle(0, key, raw, i, T0) for i, (key, raw) in enumerate(messages)]
+    assert sum(runtime.outcomes.values()) == len(messages)
+    dead = len(sink.values(runtime.settings.dead_letter_topic))
+    assert dead == outcomes.count("dead_letter") + outcomes.count("late")
+    assert outcomes.count("applied") > 0 and outcomes.count("dead_letter") > 0
