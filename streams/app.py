@@ -9,6 +9,7 @@ dead letters). ``metrics`` exposes it all on ``/metrics``.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Sequence
 
 import faust
@@ -18,7 +19,9 @@ from prometheus_client import generate_latest
 from . import tansu
 from .capability import Capability
 from .config import Settings
+from .faustmetrics import WorkerCollector, WorkerSensor
 from .metrics import build_registry
+from .rollup import install_rollup
 from .runtime import Runtime
 from .userstore import UserStore
 
@@ -68,11 +71,16 @@ class EngagementApp(faust.App):
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:
-    """Faust configuration for these settings; the local profile shortens group timeouts for Tansu."""
+    """Faust configuration for these settings; the local profile shortens group timeouts for Tansu.
+
+    Also creates the app's data directory (Faust creates only its last level).
+    """
+    datadir = os.path.join(settings.data_dir, settings.app_id)  # tables of one app only (RocksDB)
+    os.makedirs(datadir, exist_ok=True)
     opts: dict[str, Any] = dict(
         broker=[f"kafka://{server.strip()}" for server in settings.bootstrap.split(",")],
         store=settings.store,
-        datadir=settings.data_dir,
+        datadir=datadir,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
@@ -102,6 +110,24 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     return opts
 
 
+def changelog_sender(table: Any, settings: Settings) -> Any:
+    """How flushed records reach the changelog.
+
+    RocksDB needs Faust's own path (its callback records changelog offsets, so a restart reads
+    only what is newer). The memory store recovers the whole changelog anyway, so it skips the
+    per-message callback: a flush writes every dirty user at once, and that is the pipeline's
+    largest producer load after the events themselves.
+    """
+    if settings.store.startswith("rocksdb"):
+        return table.send_changelog
+    topic = table.changelog_topic
+
+    def send(partition: int, key: bytes, value: bytes) -> None:
+        topic.send_soon(key=key, value=value, partition=partition, key_serializer="raw", value_serializer="raw")
+
+    return send
+
+
 def build_app(settings: Settings, capabilities: Sequence[Capability] | None = None) -> tuple[faust.App, Runtime]:
     """Create the worker's Faust app and the runtime it drives."""
     if not settings.bootstrap:
@@ -116,9 +142,13 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
                        value_serializer="raw", partitions=settings.partitions)
     table = app.Table(STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes)
     sink = FaustSink(app, settings)
-    runtime = Runtime(settings, UserStore(table, settings.state_cache_users), sink, capabilities)
+    runtime = Runtime(settings, UserStore(table, settings.state_cache_users, changelog_sender(table, settings)),
+                      sink, capabilities)
     app.sensors.add(FlushBeforeCommit(runtime))
     registry = build_registry(runtime)
+    sensor = WorkerSensor()
+    app.sensors.add(sensor)
+    registry.register(WorkerCollector(app, settings, sensor))
 
     @app.agent(events, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
@@ -149,5 +179,6 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
                          "outcomes": dict(runtime.outcomes),
                          "dead_letter_reasons": dict(runtime.dead_letter_reasons)})
 
+    install_rollup(app, settings)
     app.engagement_runtime = runtime  # type: ignore[attr-defined]
     return app, runtime
