@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol, TypeVar
 
 import orjson
 
 from .capability import Capability, PartitionCapability
 from .clock import NO_TIME, Watermark
-from .config import Settings
+from .config import WATERMARK_NOTIFY_STEP_MS, Settings
 from .contract import Decoder, Event, Rejection
 from .deadletter import dead_letter
 from .routing import HomePartitions
 from .state import FINGERPRINT_BYTES, UserState
 from .userstore import UserStore
+
+_Cap = TypeVar("_Cap", bound=PartitionCapability)
 
 
 class Sink(Protocol):
@@ -84,6 +86,15 @@ class PartitionContext:
                 cap.on_notice(key, state, kind, payload)
         self._owner = sender
 
+    def peer(self, kind: type[_Cap]) -> _Cap | None:
+        """This partition's instance of another capability (None when it does not run), to use
+        its public helpers (e.g. the activity capability's segment labels). Available once every
+        capability of the partition exists, i.e. from ``restore`` / ``on_event`` on."""
+        for cap in self._capabilities:
+            if isinstance(cap, kind):
+                return cap
+        return None
+
     def schedule(self, due_ms: int, key: bytes, tag: str) -> None:
         """Call the scheduling capability's ``on_timer`` once the watermark passes ``due_ms``.
 
@@ -123,6 +134,7 @@ class PartitionProcessor:
         self.ctx._capabilities = self.capabilities
         self.users = 0
         self.events = 0
+        self._notified = NO_TIME
 
     # --- recovery -------------------------------------------------------------------------
     def restore(self, wall_ms: float) -> int:
@@ -137,7 +149,7 @@ class PartitionProcessor:
                 self.ctx._owner = index
                 cap.restore(key, state)
         self.watermark.restore(newest, wall_ms)
-        self._advance()
+        self._advance(force=True)
         return self.users
 
     # --- the hot path ---------------------------------------------------------------------
@@ -200,8 +212,15 @@ class PartitionProcessor:
         if self.watermark.idle_advance(wall_ms):
             self._advance()
 
-    def _advance(self) -> None:
-        """Fire due timers, then tell every capability where the watermark is."""
+    def _advance(self, force: bool = False) -> None:
+        """Fire due timers, then tell every capability where the watermark is.
+
+        Timers fire exactly. ``on_watermark`` runs when the watermark has moved at least
+        ``WATERMARK_NOTIFY_STEP_MS`` since the last call: in a busy partition the watermark moves
+        by milliseconds with nearly every event, and capabilities only act on coarse boundaries
+        (a day's end, a snapshot interval). The step depends on event time only, so replays see
+        the same calls.
+        """
         watermark = self.watermark.value
         timers = self.ctx._timers
         while timers and timers[0][0] <= watermark:
@@ -210,6 +229,9 @@ class PartitionProcessor:
             if state is not None:
                 self.ctx._owner = owner
                 self.capabilities[owner].on_timer(key, state, tag, due)
+        if not force and watermark - self._notified < WATERMARK_NOTIFY_STEP_MS:
+            return
+        self._notified = watermark
         for index, cap in enumerate(self.capabilities):
             self.ctx._owner = index
             cap.on_watermark(watermark)
