@@ -34,11 +34,22 @@ OUTCOMES = ("applied", "duplicate", "late", "dead_letter", "rekeyed")
 DEAD_LETTER_REASONS = (
     "empty", "too_large", "invalid_json", "schema", "bad_timestamp", "late",
 )
+#: What a record the worker sends is for (label of ``engagement_output_messages_total``).
+OUTPUT_ROLES = ("signals", "sessions", "metrics", "partials", "dead_letters", "rekeyed", "changelog")
+#: Upper bounds (seconds) of the commit-duration histogram: a commit flushes state and outputs first.
+COMMIT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 MS_PER_SECOND = 1000
 MS_PER_MINUTE = 60 * MS_PER_SECOND
 MS_PER_HOUR = 60 * MS_PER_MINUTE
 MS_PER_DAY = 24 * MS_PER_HOUR
+
+#: Producer batching for the worker's outputs (Faust's default linger is 0: one request per message).
+PRODUCER_LINGER_MS = 10
+PRODUCER_MAX_BATCH_BYTES = 256 * 1024
+
+#: Capabilities hear of watermark progress in steps of at least this much event time.
+WATERMARK_NOTIFY_STEP_MS = 1000
 
 #: Key prefix reserved for pipeline records in the state table (never a user id).
 RESERVED_KEY_PREFIX = b"\x00"
@@ -49,9 +60,11 @@ class ConfigError(ValueError):
 
 
 # --- sessions and usage (issue 4) ---------------------------------------------------------
-#: Buffered session events are folded when the watermark passes them, rounded up to this step,
-#: so a user streaming heartbeats costs one timer per step instead of one per event.
-SESSION_FOLD_STEP_MS = 10 * MS_PER_SECOND
+SESSION_SCHEMA_FILE = "session.schema.json"
+#: Waiting session events are folded in one go when the oldest could close a session (its time
+#: plus the timeout) or its day ends; a user with more waiting events than this is folded at once,
+#: which bounds the record of a user streaming heartbeats.
+SESSION_QUEUE_MAX = 64
 #: Days of per-user daily counts kept for rolling windows (the longest window is 30 days).
 USAGE_RETAIN_DAYS = 30
 #: Rolling windows, in days, of the usage figures (1 = the day itself).
@@ -70,6 +83,14 @@ def _positive(where: str, **values: float) -> None:
     for key, value in values.items():
         if not value > 0:
             raise ConfigError(f"{where}.{key}: must be greater than 0, got {value!r}")
+
+
+def _distinct_names(where: str, names: list[str], limit: int) -> None:
+    """At most ``limit`` names, distinct and non-empty (they become labels and figure keys)."""
+    if len(names) > limit:
+        raise ConfigError(f"{where}: at most {limit}, got {len(names)}")
+    if len(set(names)) != len(names) or not all(names):
+        raise ConfigError(f"{where}: names must be distinct and non-empty, got {names}")
 
 
 def _increasing(where: str, key: str, values: tuple[float, ...]) -> None:
@@ -153,18 +174,11 @@ class UsageConfig:
     """How often an engaged user is expected to visit: ``daily`` or ``weekly``."""
 
     def __post_init__(self) -> None:
-        names = [a.name for a in self.core_actions]
-        if len(names) > MAX_CORE_ACTIONS:
-            raise ConfigError(f"usage.core_actions: at most {MAX_CORE_ACTIONS}, got {len(names)}")
-        if len(set(names)) != len(names) or not all(names):
-            raise ConfigError(f"usage.core_actions: names must be distinct and non-empty, got {names}")
+        _distinct_names("usage.core_actions", [a.name for a in self.core_actions], MAX_CORE_ACTIONS)
         for action in self.core_actions:
             if not action.weight >= 0:
                 raise ConfigError(f"usage.core_actions.{action.name}.weight: must not be negative")
-        if len(self.features) > MAX_FEATURES:
-            raise ConfigError(f"usage.features: at most {MAX_FEATURES}, got {len(self.features)}")
-        if len(set(self.features)) != len(self.features) or not all(self.features):
-            raise ConfigError(f"usage.features: names must be distinct and non-empty, got {list(self.features)}")
+        _distinct_names("usage.features", list(self.features), MAX_FEATURES)
         for rule in self.feature_rules:
             if not rule.event or bool(rule.property) == bool(rule.feature):
                 raise ConfigError(f"usage.feature_rules: {rule!r} needs an event and exactly one of "
@@ -173,6 +187,340 @@ class UsageConfig:
                 raise ConfigError(f"usage.feature_rules: feature {rule.feature!r} is not in usage.features")
         if self.cadence not in CADENCE_DAYS:
             raise ConfigError(f"usage.cadence: must be one of {sorted(CADENCE_DAYS)}, got {self.cadence!r}")
+
+
+# --- active users, stickiness and lifecycle (issue 3) -----------------------------------------
+#: Rolling windows of the active-user counts, in days (DAU is the day itself).
+WAU_DAYS = 7
+MAU_DAYS = 30
+#: Lifecycle states of a user (see docs/activity.md), in the order they are reported.
+LIFECYCLE_STATES = ("new", "returning", "resurrected", "dormant")
+SEGMENT_SOURCES = ("traits", "context")
+#: Segment label of values beyond a dimension's cap, and of users with no value yet.
+SEGMENT_OTHER = "other"
+SEGMENT_UNKNOWN = "unknown"
+MAX_SEGMENT_DIMENSIONS = 8
+MAX_SEGMENT_VALUES = 200
+SEGMENT_VALUE_MAX_CHARS = 64
+
+
+@dataclass(frozen=True)
+class SegmentDimension:
+    """A user dimension every activity figure is also broken down by.
+
+    The value comes from identify ``traits`` or from any event's ``context`` (``key``, dotted for
+    nested objects; default: ``name``). A user's value on a day is the one carried by their
+    latest event (by event time) up to the end of that day.
+    """
+
+    name: str
+    source: str = "traits"
+    key: str = ""
+    values: tuple[str, ...] = ()
+    """Values reported as themselves, identically in every partition; any other value is ``other``.
+    Empty: each partition admits the first ``max_values`` values it sees (the rest are ``other``)."""
+    max_values: int = 20
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return tuple((self.key or self.name).split("."))
+
+
+@dataclass(frozen=True)
+class ActivityConfig:
+    """``[activity]``: calendar days, dormancy and segments of the active-user figures."""
+
+    timezone: str = "UTC"
+    """IANA time zone whose midnight ends a day (``Europe/Berlin``); DST days last 23 or 25 hours."""
+    dormant_days: int = 14
+    """A user with no activity for this many whole days becomes dormant (at the end of the last one)."""
+    segments: tuple[SegmentDimension, ...] = (
+        SegmentDimension("plan", "traits"), SegmentDimension("platform", "context"),
+        SegmentDimension("country", "context"))
+    provisional_interval_s: float = 60.0
+    """Wall-clock seconds between provisional snapshots of the open days (0: final snapshots only)."""
+    start_date: str = ""
+    """Optional ``YYYY-MM-DD``: every partition reports each day from this date, even before its
+    first event, so those days can become final with few users. Empty: from its first activity."""
+
+    def __post_init__(self) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"activity.timezone: unknown time zone {self.timezone!r}") from None
+        if not 1 <= self.dormant_days <= 365:
+            raise ConfigError(f"activity.dormant_days: must be between 1 and 365, got {self.dormant_days!r}")
+        if self.provisional_interval_s < 0:
+            raise ConfigError(f"activity.provisional_interval_s: must not be negative, got "
+                              f"{self.provisional_interval_s!r}")
+        if self.start_date:
+            import datetime as _dt
+
+            try:
+                _dt.date.fromisoformat(self.start_date)
+            except ValueError:
+                raise ConfigError(f"activity.start_date: must be YYYY-MM-DD, got {self.start_date!r}") from None
+        names = [d.name for d in self.segments]
+        if len(names) > MAX_SEGMENT_DIMENSIONS:
+            raise ConfigError(f"activity.segments: at most {MAX_SEGMENT_DIMENSIONS}, got {len(names)}")
+        if len(set(names)) != len(names) or not all(names):
+            raise ConfigError(f"activity.segments: names must be distinct and non-empty, got {names}")
+        for dim in self.segments:
+            where = f"activity.segments.{dim.name}"
+            if dim.source not in SEGMENT_SOURCES:
+                raise ConfigError(f"{where}.source: must be one of {list(SEGMENT_SOURCES)}, got {dim.source!r}")
+            if not 1 <= dim.max_values <= MAX_SEGMENT_VALUES:
+                raise ConfigError(f"{where}.max_values: must be between 1 and {MAX_SEGMENT_VALUES}, "
+                                  f"got {dim.max_values!r}")
+            if len(dim.values) > MAX_SEGMENT_VALUES or len(set(dim.values)) != len(dim.values):
+                raise ConfigError(f"{where}.values: at most {MAX_SEGMENT_VALUES} distinct values")
+            if any(v in (SEGMENT_OTHER, SEGMENT_UNKNOWN) or not v or len(v) > SEGMENT_VALUE_MAX_CHARS
+                   for v in dim.values):
+                raise ConfigError(f"{where}.values: values must be 1-{SEGMENT_VALUE_MAX_CHARS} characters "
+                                  f"and not {SEGMENT_OTHER!r} or {SEGMENT_UNKNOWN!r}")
+
+
+# --- engagement score, churn risk and account health (issue 5) ------------------------------
+#: A user's usage is judged on the recent week against the 28 days (four weeks) before it.
+RECENT_DAYS = 7
+BASELINE_WEEKS = 4
+BASELINE_DAYS = RECENT_DAYS * BASELINE_WEEKS
+#: Score measures, risk bands, account health bands and signal types, in report order.
+SCORE_MEASURES = ("recency", "frequency", "depth", "core_actions", "trend")
+RISK_BANDS = ("low", "medium", "high")
+HEALTH_BANDS = ("red", "yellow", "green")
+SIGNAL_TYPES = ("lifecycle", "churn_risk", "engagement_score", "account_health")
+SIGNAL_SCHEMA_FILE = "signal.schema.json"
+#: Reason codes of churn-risk and account-health signals (docs/engagement.md).
+RISK_REASONS = ("inactive_days", "activity_drop", "core_action_drop", "active_time_drop", "escalations",
+                "negative_event", "low_license_utilization", "low_engagement")
+#: Peer groups smaller than this (in one partition, on one day) are judged against all the
+#: partition's users instead: a percentile among three peers says little.
+MIN_PEERS = 5
+
+
+def _share(where: str, **values: float) -> None:
+    for key, value in values.items():
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{where}.{key}: must be between 0 and 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class CadencePreset:
+    """What a fully engaged user does in a week, for one kind of product (daily or weekly use)."""
+
+    gap_days: float
+    """Days between active days that are normal (a user silent for longer starts losing recency)."""
+    active_days: float
+    """Active days per week that earn full frequency marks."""
+    visits: float
+    """Sessions per week that earn full frequency marks."""
+    active_minutes: float
+    """Active minutes per week (idle excluded, see docs/sessions.md) that earn full depth marks."""
+    core_actions: float
+    """Core actions per week (weighted) that earn full core-action marks."""
+    inactive_span_days: float
+    """Days beyond the normal gap over which recency falls from full marks to none."""
+    window_days: int = RECENT_DAYS
+    """Frequency, depth and core actions are weekly means over this many days (7 or 14): a weekly
+    user's score should not swing with every visit that falls on one side of a 7-day window."""
+
+    def __post_init__(self) -> None:
+        _positive("engagement cadence", gap_days=self.gap_days, active_days=self.active_days,
+                  visits=self.visits, active_minutes=self.active_minutes, core_actions=self.core_actions,
+                  inactive_span_days=self.inactive_span_days)
+        if self.window_days not in (RECENT_DAYS, 2 * RECENT_DAYS):
+            raise ConfigError(f"engagement cadence window_days: must be 7 or 14, got {self.window_days!r}")
+
+
+@dataclass(frozen=True)
+class EngagementConfig:
+    """``[engagement]``: the 0-100 engagement score (weights, cadence, peers, thresholds)."""
+
+    cadence: str = ""
+    """``daily`` or ``weekly`` preset below; empty: the product's ``[usage].cadence``."""
+    daily: CadencePreset = CadencePreset(gap_days=1.0, active_days=5.0, visits=7.0, active_minutes=120.0,
+                                         core_actions=10.0, inactive_span_days=14.0)
+    weekly: CadencePreset = CadencePreset(gap_days=7.0, active_days=1.0, visits=1.5, active_minutes=20.0,
+                                          core_actions=2.0, inactive_span_days=28.0, window_days=14)
+    weight_recency: float = 0.25
+    weight_frequency: float = 0.20
+    weight_depth: float = 0.15
+    weight_core_actions: float = 0.25
+    weight_trend: float = 0.15
+    peer_weight: float = 0.3
+    """Share of each measure judged against peers (percentile), the rest against cadence and history."""
+    peer_segment: str = "plan"
+    """Name of an ``[activity]`` segment dimension whose value groups peers; empty: all users."""
+    breadth_share: float = 0.3
+    """Share of the core-action marks given for breadth (distinct core actions in 28 days)."""
+    thresholds: tuple[float, ...] = (25.0, 75.0)
+    """Score levels: crossing one by more than half the hysteresis is an ``engagement_score`` signal
+    (up at threshold + hysteresis / 2, down below threshold - hysteresis / 2)."""
+    hysteresis: float = 10.0
+    horizon_days: int = 60
+    """Users are scored daily until this many days after their last activity (then they rest)."""
+    settle_s: float = 0.0
+    """A day is scored once the watermark passes its end plus this; 0: the session timeout plus a
+    minute, so sessions of the day have closed and their active time is in."""
+
+    def __post_init__(self) -> None:
+        if self.cadence not in ("",) + tuple(CADENCE_DAYS):
+            raise ConfigError(f"engagement.cadence: must be empty or one of {sorted(CADENCE_DAYS)}, "
+                              f"got {self.cadence!r}")
+        weights = self.weights
+        if any(w < 0 for w in weights.values()) or abs(sum(weights.values()) - 1.0) > 1e-6:
+            raise ConfigError(f"engagement.weight_*: must be non-negative and add up to 1, got {weights}")
+        _share("engagement", peer_weight=self.peer_weight, breadth_share=self.breadth_share)
+        _increasing("engagement", "thresholds", self.thresholds)
+        if self.thresholds and self.thresholds[-1] >= 100:
+            raise ConfigError("engagement.thresholds: must be below 100")
+        if not 0 <= self.hysteresis < 50:
+            raise ConfigError(f"engagement.hysteresis: must be between 0 and 50, got {self.hysteresis!r}")
+        if not 7 <= self.horizon_days <= 365:
+            raise ConfigError(f"engagement.horizon_days: must be between 7 and 365, got {self.horizon_days!r}")
+        if self.settle_s < 0:
+            raise ConfigError(f"engagement.settle_s: must not be negative, got {self.settle_s!r}")
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {"recency": self.weight_recency, "frequency": self.weight_frequency,
+                "depth": self.weight_depth, "core_actions": self.weight_core_actions,
+                "trend": self.weight_trend}
+
+    def preset(self, usage_cadence: str) -> CadencePreset:
+        return self.daily if (self.cadence or usage_cadence) == "daily" else self.weekly
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """``[risk]``: churn-risk points per reason, band thresholds with hysteresis, onboarding."""
+
+    medium: float = 30.0
+    high: float = 55.0
+    """A user enters a band when the risk points reach its threshold ..."""
+    medium_exit: float = 20.0
+    high_exit: float = 45.0
+    """... and leaves it only when they fall below its exit threshold (hysteresis: no flapping)."""
+    drop_points: float = 60.0
+    """Points of a full usage drop (activity_drop, active_time_drop, core_action_drop together)."""
+    drop_z_start: float = 0.25
+    drop_z_full: float = 1.5
+    """The drop is measured in baseline spreads: the recent week is ``z`` week-to-week spreads of the
+    user's own baseline below its weekly mean. Points start at ``drop_z_start`` and are full at
+    ``drop_z_full``."""
+    drop_spread_floor: float = 0.45
+    """The spread used is at least this share of the weekly mean (four weeks estimate it roughly)."""
+    drop_weight_activity: float = 0.4
+    drop_weight_active_time: float = 0.2
+    drop_weight_core_actions: float = 0.4
+    habit_active_days: float = 2.5
+    """Usage drops are judged only for users with a habit: at least this many active days per
+    baseline week. Weekly users are judged by inactivity, which is robust for them."""
+    min_active_minutes: float = 20.0
+    min_core_actions: float = 2.0
+    """A measure joins the drop only with at least this much per baseline week."""
+    drop_anchor_days: int = 2
+    """The recent week ends at most this many days after the last active day: a user who stops
+    entirely is judged by ``inactive_days`` (vacations are sudden, churn is gradual)."""
+    inactive_medium_days: float = 5.0
+    inactive_medium_gaps: float = 2.5
+    inactive_high_days: float = 28.0
+    inactive_high_gaps: float = 4.0
+    """Silence reaches medium after max(days, gaps x the user's normal gap between active days),
+    and grows linearly to high at max(high days, high gaps x gap)."""
+    negative_events: tuple[str, ...] = ("cancel_intent", "downgrade_clicked")
+    negative_points: float = 60.0
+    negative_days: int = 14
+    escalation_events: tuple[str, ...] = ("support_ticket_opened",)
+    escalation_points: float = 30.0
+    escalation_max_points: float = 40.0
+    escalation_days: int = 28
+    onboarding_days: int = 14
+    """Users seen for at most this many days are onboarding: no drop rules, and medium at most
+    (a cancel or downgrade intent aside)."""
+    onboarding_inactive_days: float = 7.0
+    """Users without a baseline yet (about three weeks) have no normal gap: their silence counts
+    from this many days (and grows to high at ``inactive_high_days``)."""
+    calm_days: int = 7
+    """A band is left downwards only after this many daily assessments in a row below its exit
+    threshold: a user who dips to medium every few days stays medium instead of flapping."""
+
+    def __post_init__(self) -> None:
+        _positive("risk", medium=self.medium, high=self.high, drop_points=self.drop_points,
+                  drop_z_full=self.drop_z_full, habit_active_days=self.habit_active_days,
+                  inactive_medium_days=self.inactive_medium_days, inactive_high_days=self.inactive_high_days,
+                  negative_days=self.negative_days, escalation_days=self.escalation_days,
+                  onboarding_inactive_days=self.onboarding_inactive_days)
+        if not 0 <= self.medium_exit <= self.medium < self.high or not self.medium_exit <= self.high_exit <= self.high:
+            raise ConfigError("risk: thresholds must satisfy 0 <= medium_exit <= medium < high and "
+                              f"medium_exit <= high_exit <= high, got {self.medium_exit}, {self.medium}, "
+                              f"{self.high_exit}, {self.high}")
+        if not 0 <= self.drop_z_start < self.drop_z_full:
+            raise ConfigError(f"risk.drop_z_start: must be >= 0 and below drop_z_full, got {self.drop_z_start!r}")
+        if self.inactive_high_days <= self.inactive_medium_days:
+            raise ConfigError("risk.inactive_high_days: must be greater than inactive_medium_days")
+        if not 0 <= self.drop_anchor_days <= RECENT_DAYS:
+            raise ConfigError(f"risk.drop_anchor_days: must be between 0 and {RECENT_DAYS}")
+        if self.onboarding_days < 0 or self.calm_days < 1:
+            raise ConfigError(f"risk: onboarding_days must be >= 0 and calm_days >= 1, got "
+                              f"{self.onboarding_days!r} and {self.calm_days!r}")
+
+    @property
+    def drop_weights(self) -> tuple[float, float, float]:
+        """(activity, active time, core actions)."""
+        return (self.drop_weight_activity, self.drop_weight_active_time, self.drop_weight_core_actions)
+
+
+@dataclass(frozen=True)
+class AccountsConfig:
+    """``[accounts]``: seats, license utilization and the account health score and bands."""
+
+    seats_trait: str = "seats"
+    """Group trait holding the seats an account pays for (the newest group event wins)."""
+    active_days: int = 30
+    """An active seat is an account user active within this many days."""
+    utilization_healthy: float = 0.5
+    """License utilization below this is reason ``low_license_utilization`` (Totango's healthy line)."""
+    utilization_target: float = 0.8
+    """Utilization that earns full utilization marks."""
+    weight_utilization: float = 0.3
+    weight_engagement: float = 0.35
+    weight_trend: float = 0.2
+    weight_escalations: float = 0.15
+    escalations_per_seat: float = 0.5
+    """Escalations per active seat in 28 days that leave no escalation marks."""
+    green: float = 70.0
+    red: float = 40.0
+    """Health at or above ``green`` is green, below ``red`` red, yellow between ..."""
+    hysteresis: float = 5.0
+    """... and a band is left only when health moves this far past its boundary."""
+    trend_days: int = 7
+    trend_step: float = 5.0
+    """The trend arrow compares health with ``trend_days`` earlier: up / down beyond this step."""
+    partition_grace_days: int = 2
+    """An account day is combined once a partition reported the next day and every partition with
+    users in the account reported it, or is this many days behind (a stalled one does not block)."""
+
+    def __post_init__(self) -> None:
+        if not self.seats_trait:
+            raise ConfigError("accounts.seats_trait: must not be empty")
+        if not 1 <= self.active_days <= BASELINE_DAYS + RECENT_DAYS:
+            raise ConfigError(f"accounts.active_days: must be between 1 and {BASELINE_DAYS + RECENT_DAYS}")
+        _share("accounts", utilization_healthy=self.utilization_healthy)
+        _positive("accounts", utilization_target=self.utilization_target,
+                  escalations_per_seat=self.escalations_per_seat)
+        weights = (self.weight_utilization, self.weight_engagement, self.weight_trend, self.weight_escalations)
+        if any(w < 0 for w in weights) or abs(sum(weights) - 1.0) > 1e-6:
+            raise ConfigError(f"accounts.weight_*: must be non-negative and add up to 1, got {list(weights)}")
+        if not 0 < self.red < self.green < 100:
+            raise ConfigError(f"accounts: need 0 < red < green < 100, got red={self.red}, green={self.green}")
+        if not 0 <= self.hysteresis < (self.green - self.red) / 2:
+            raise ConfigError("accounts.hysteresis: must be non-negative and below half the yellow band")
+        if self.trend_days < 1 or self.partition_grace_days < 0:
+            raise ConfigError("accounts: trend_days must be >= 1 and partition_grace_days >= 0")
 
 
 @dataclass(frozen=True)
@@ -238,6 +586,10 @@ class Settings:
     # --- capabilities (one TOML section each) --------------------------------------------
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
     usage: UsageConfig = field(default_factory=UsageConfig)
+    activity: ActivityConfig = field(default_factory=ActivityConfig)
+    engagement: EngagementConfig = field(default_factory=EngagementConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
 
     @property
     def allowed_lateness_ms(self) -> int:
@@ -258,7 +610,13 @@ class Settings:
     @property
     def output_topics(self) -> tuple[str, ...]:
         return (self.dead_letter_topic, self.signals_topic, self.sessions_topic, self.metrics_topic,
-                self.partials_topic)
+                self.partials_topic, self.account_shares_topic)
+
+    @property
+    def account_shares_topic(self) -> str:
+        """Internal: per-partition account shares and seat counts, keyed by account, combined by
+        the account agent (see :mod:`streams.accounts`). Named after the app, like Faust's changelogs."""
+        return f"{self.app_id}-account-shares"
 
     def with_overrides(self, **changes: Any) -> "Settings":
         """A copy with some fields changed, checked like any other source."""
@@ -323,6 +681,8 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
         if isinstance(value, (dict, list)):
             raise ValueError
         return str(value)
+    except ConfigError:
+        raise  # a nested section's own message names the exact key
     except (TypeError, ValueError):
         label = getattr(kind, "__name__", str(kind))
         raise ConfigError(f"{name}: expected {label}, got {value!r}") from None
