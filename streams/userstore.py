@@ -16,7 +16,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Callable, Iterator
 
+from .config import RESERVED_KEY_PREFIX
 from .state import UserState
+
+
+def _reserved_first(item: tuple[bytes, Any]) -> bool:
+    return not item[0].startswith(RESERVED_KEY_PREFIX)
 
 
 class _PartitionKeys:
@@ -109,7 +114,10 @@ class UserStore:
             dirty = self._dirty.pop(p, None)
             if not dirty:
                 continue
-            for key, state in dirty.items():
+            # Reserved records (partition tables such as segment label codes) go first: user
+            # records refer to them, and a flush cut short by a crash must never leave a user
+            # pointing at a code its recovered table lacks. One changelog partition keeps order.
+            for key, state in sorted(dirty.items(), key=_reserved_first):
                 blob = state.encode()
                 self.keys.put(p, key, blob)
                 self._send(p, key, blob)
@@ -121,7 +129,7 @@ class UserStore:
     def items(self, partition: int) -> Iterator[tuple[bytes, UserState]]:
         """Every user record of a partition (decoded), used to rebuild partition figures after recovery."""
         for key, blob in self.keys.items(partition):
-            if key[:1] == b"\x00":
+            if key.startswith(RESERVED_KEY_PREFIX):
                 continue
             yield key, UserState.decode(blob)
 

@@ -184,3 +184,16 @@ def test_no_input_crashes_the_processor_and_every_message_is_accounted_for() -> 
     dead = len(sink.values(runtime.settings.dead_letter_topic))
     assert dead == outcomes.count("dead_letter") + outcomes.count("late")
     assert outcomes.count("applied") > 0 and outcomes.count("dead_letter") > 0
+
+
+def test_flush_writes_partition_tables_before_the_users_that_refer_to_them() -> None:
+    from streams.config import RESERVED_KEY_PREFIX
+    from streams.userstore import UserStore
+    from tests.fakes import FakeTable
+
+    table = FakeTable()
+    store = UserStore(table, 100)
+    for name in (b"u1", RESERVED_KEY_PREFIX + b"codes", b"u2"):
+        store.mark_dirty(0, name, UserState())
+    store.flush()
+    assert [key for _, key, _ in table.changelog] == [RESERVED_KEY_PREFIX + b"codes", b"u1", b"u2"]
