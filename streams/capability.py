@@ -66,3 +66,6 @@ class Capability(Protocol):
         Called at scrape time; labels must be bounded (configured names, segments, bands).
         """
         ...
+
+    # Optional: ``install(app)`` adds agents and tables of the capability's own to the worker's
+    # Faust app (called by ``app.build_app``), e.g. the per-account combiner of ``accounts``.

@@ -243,6 +243,36 @@ def report(config_file: str | None, bootstrap: str | None, partitions: int | Non
     click.echo(f"wrote {out} ({shown} snapshots)")
 
 
+@main.command("bench-state")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              envvar="ENGAGEMENT_CONFIG", help="TOML configuration file (capability sections apply).")
+@click.option("--users", type=int, default=1_000_000, show_default=True, help="Distinct users.")
+@click.option("--days", type=int, default=30, show_default=True, help="Days of event time they are spread over.")
+@click.option("--store", "stores", multiple=True, default=("memory://", "rocksdb://"), show_default=True,
+              help="Table store to measure (repeatable); each runs in a fresh process.")
+@click.option("--capabilities", type=click.Choice(["all", "activity"]), default="all", show_default=True,
+              help="Every default capability (the full record) or the activity capability alone.")
+@click.option("--cache-users", type=int, default=None, help="Decoded records kept in memory (default: the setting).")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Also write the results as JSON.")
+@friendly
+def bench_state(config_file: str | None, users: int, days: int, stores: tuple[str, ...], capabilities: str,
+                cache_users: int | None, seed: int, json_out: str | None) -> None:
+    """Serialized state bytes per user and resident memory growth for many distinct users.
+
+    In-process: the real ingest path and Faust store objects, changelog and outputs counted and
+    dropped (no broker). Each store runs in a fresh process.
+    """
+    settings = settings_from(config_file, state_cache_users=cache_users)
+    for name, value in (("--users", users), ("--days", days)):
+        if value <= 0:
+            raise click.UsageError(f"{name}: must be greater than 0, got {value}")
+    from .benchstate import run_state_bench
+
+    run_state_bench(settings, users=users, days=days, seed=seed, stores=stores, capabilities=capabilities,
+                    json_out=json_out)
+
+
 @main.command("bench-run", hidden=True)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), required=True)
 @click.option("--mode", type=click.Choice(["bare", "pipeline"]), required=True)
@@ -254,6 +284,42 @@ def bench_run(config_file: str, mode: str, expected: int, result: str) -> None:
     from .benchrun import run_measured
 
     run_measured(load_settings(config_file), mode, expected, result)
+
+
+@main.command()
+@connection_options
+@click.argument("events", type=click.Path(dir_okay=False, exists=True))
+@click.option("--labels", "-l", type=click.Path(dir_okay=False, exists=True), required=True,
+              help="Churn labels as CSV: user_id,churned_at (what 'streams simulate --labels' writes).")
+@click.option("--lead-days", type=float, default=7.0, show_default=True,
+              help="A churner counts as caught when flagged high at least this many days before churning.")
+@click.option("--window-days", type=float, default=35.0, show_default=True,
+              help="Only high flags within this many days before the churn count as warnings of it.")
+@click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Also write the results as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@friendly
+def backtest(config_file: str | None, bootstrap: str | None, partitions: int | None, events: str, labels: str,
+             lead_days: float, window_days: float, json_out: str | None, quiet: bool) -> None:
+    """Replay a historical events file through the pipeline and score its churn-risk signals.
+
+    Reports precision, recall, F1 and lead time of 'high' churn-risk signals against the labels
+    (definitions in docs/engagement.md). Uses the embedded broker unless --bootstrap is given;
+    topics and consumer group are the run's own. Example:
+    streams simulate --users 2000 --days 60 -o events.jsonl --labels churn.csv &&
+    streams backtest events.jsonl --labels churn.csv
+    """
+    from pathlib import Path
+
+    settings = settings_from(config_file, bootstrap=bootstrap, partitions=partitions)
+    if lead_days < 0 or window_days <= lead_days:
+        raise click.UsageError(f"--window-days must be greater than --lead-days (>= 0), got {window_days} and {lead_days}")
+    from .backtest import run_backtest
+
+    try:
+        run_backtest(settings, Path(events), Path(labels), lead_days=lead_days, window_days=window_days,
+                     json_out=Path(json_out) if json_out else None, progress=not quiet)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 if __name__ == "__main__":

@@ -65,6 +65,9 @@ SESSION_SCHEMA_FILE = "session.schema.json"
 #: plus the timeout) or its day ends; a user with more waiting events than this is folded at once,
 #: which bounds the record of a user streaming heartbeats.
 SESSION_QUEUE_MAX = 64
+#: Distinct (event name, property values) classifications remembered (``streams.classify``); the
+#: cache starts over when full, so event properties of unbounded cardinality cannot grow it.
+CLASSIFY_CACHE_MAX = 4096
 #: Days of per-user daily counts kept for rolling windows (the longest window is 30 days).
 USAGE_RETAIN_DAYS = 30
 #: Rolling windows, in days, of the usage figures (1 = the day itself).
@@ -497,12 +500,12 @@ class AccountsConfig:
     """Health at or above ``green`` is green, below ``red`` red, yellow between ..."""
     hysteresis: float = 5.0
     """... and a band is left only when health moves this far past its boundary."""
+    onboarding_days: int = 14
+    """A new account's band is signalled from its first day plus this many days (a replay or a
+    launch makes every account new at once; their first days say little)."""
     trend_days: int = 7
     trend_step: float = 5.0
     """The trend arrow compares health with ``trend_days`` earlier: up / down beyond this step."""
-    partition_grace_days: int = 2
-    """An account day is combined once a partition reported the next day and every partition with
-    users in the account reported it, or is this many days behind (a stalled one does not block)."""
 
     def __post_init__(self) -> None:
         if not self.seats_trait:
@@ -519,8 +522,9 @@ class AccountsConfig:
             raise ConfigError(f"accounts: need 0 < red < green < 100, got red={self.red}, green={self.green}")
         if not 0 <= self.hysteresis < (self.green - self.red) / 2:
             raise ConfigError("accounts.hysteresis: must be non-negative and below half the yellow band")
-        if self.trend_days < 1 or self.partition_grace_days < 0:
-            raise ConfigError("accounts: trend_days must be >= 1 and partition_grace_days >= 0")
+        if self.trend_days < 1 or self.onboarding_days < 0:
+            raise ConfigError(f"accounts: trend_days must be >= 1 and onboarding_days >= 0, got "
+                              f"{self.trend_days!r} and {self.onboarding_days!r}")
 
 
 @dataclass(frozen=True)

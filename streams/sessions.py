@@ -26,8 +26,10 @@ Per-user record (``state.ext["s"]``, present only while a session is open, event
 closed session's day is not final yet): ``z`` base time (ms), ``o`` the open session
 ``[last-z, active_ms, events, entry, exit, feature_mask, {core_action: count}]`` starting at
 ``z``, ``q`` waiting events ``[ts-z, name (None for heartbeats), core_mask, feature+1]`` sorted
-by time (zeros trimmed), ``h`` closed sessions ``[end day, duration_ms, active_ms]`` until
-their day's ``sessions_day`` snapshot is final (so a restart rebuilds it exactly).
+by time (zeros trimmed; a heartbeat that is neither a core action nor a feature is the bare int
+``ts-z``: most waiting events are, and they cost neither a list nor its bytes), ``h`` closed
+sessions ``[end day, duration_ms, active_ms]`` until their day's ``sessions_day`` snapshot is
+final (so a restart rebuilds it exactly).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from prometheus_client.utils import floatToGoString
 
 from .capability import PartitionCapability
 from .classify import Classifier
-from .config import METRIC_PREFIX, SESSION_QUEUE_MAX, Settings
+from .config import ACTIVITY_TYPES, METRIC_PREFIX, SESSION_QUEUE_MAX, Settings
 from .daycounts import DayPublisher, start_day
 from .days import DayClock
 from .rollup import register_finisher
@@ -60,6 +62,9 @@ NEVER = 1 << 62
 #: ``duration_ms``, ``active_ms`` and ``events``).
 SESSION_STARTED = "session_started"
 SESSION_CLOSED = "session_closed"
+#: A waiting event: ``[rel, name, core_mask, feature + 1]`` (zeros trimmed), or just ``rel`` (an int)
+#: for a heartbeat that is neither a core action nor a feature use.
+Entry = Any
 
 
 def iso_ms(ms: int) -> str:
@@ -92,19 +97,16 @@ class Session:
     def duration(self) -> int:
         return self.last - self.start
 
-    def add(self, ts: int, name: str | None, core_mask: int, feature: int, idle_ms: int) -> None:
-        """Fold in the next event in time order (the caller checked it belongs here)."""
-        if self.events:
-            gap = ts - self.last
-            self.active += gap if gap < idle_ms else idle_ms
-            self.last = ts
-        self.events += 1
+    def note(self, entry: list[Any]) -> None:
+        """Take a folded event's name, core actions and feature (a heartbeat has none of them)."""
+        name = entry[1]
         if name is not None:
             if self.entry is None:
                 self.entry = name
             self.exit = name
-        if feature:
-            self.features |= 1 << (feature - 1)
+        if len(entry) > 3 and entry[3]:
+            self.features |= 1 << (entry[3] - 1)
+        core_mask = entry[2] if len(entry) > 2 else 0
         while core_mask:
             low = core_mask & -core_mask
             index = low.bit_length() - 1
@@ -157,16 +159,32 @@ class BucketCounts:
                                      sum_value=self.sum_ms / 1000)
 
 
-def _entry(rel: int, name: str | None, core_mask: int, feature: int) -> list[Any]:
+def _entry(rel: int, name: str | None, core_mask: int, feature: int) -> Entry:
     if feature:
         return [rel, name, core_mask, feature]
     if core_mask:
         return [rel, name, core_mask]
+    if name is None:
+        return rel  # a heartbeat (most events): the bare time, no list
     return [rel, name]
 
 
-def _entry_order(entry: list[Any]) -> tuple[int, str]:
+def _time(entry: Entry) -> int:
+    """A waiting entry's time relative to the slot's base ``z``."""
+    return entry if entry.__class__ is int else entry[0]
+
+
+def _entry_order(entry: Entry) -> tuple[int, str]:
+    if entry.__class__ is int:
+        return entry, ""
     return entry[0], entry[1] or ""
+
+
+def _rebased(entries: list[Entry], by: int) -> list[Entry]:
+    """Waiting entries with their times moved by ``by`` ms (a new base)."""
+    if not by:
+        return entries
+    return [e + by if e.__class__ is int else [e[0] + by, *e[1:]] for e in entries]
 
 
 class SessionsPartition(PartitionCapability):
@@ -205,7 +223,7 @@ class SessionsPartition(PartitionCapability):
         due = NEVER
         queue = slot.get("q")
         if queue:
-            oldest = slot["z"] + queue[0][0]
+            oldest = slot["z"] + _time(queue[0])
             due = oldest + 1 if len(queue) >= SESSION_QUEUE_MAX else \
                 min(oldest + self.timeout + 1, self.clock.end(self.clock.day(oldest)))
         open_ = slot.get("o")
@@ -221,10 +239,11 @@ class SessionsPartition(PartitionCapability):
                 due = final
         return due
 
-    def _arm(self, key: bytes, slot: dict[str, Any]) -> None:
+    def _arm(self, key: bytes, slot: dict[str, Any], need: int | None = None) -> None:
         """Keep exactly one live timer per user, never later than its need (a later need is met by
         moving the timer forward when it fires, an earlier one by a new timer)."""
-        need = self._need(slot)
+        if need is None:
+            need = self._need(slot)
         current = self.pending.get(key)
         if current is None or need < current:
             self.pending[key] = need
@@ -242,31 +261,39 @@ class SessionsPartition(PartitionCapability):
         self._arm(key, slot)
 
     def on_event(self, key: bytes, state: "UserState", event: "Event") -> None:
-        if not event.is_activity:
+        if event.type not in ACTIVITY_TYPES:
             return
         name = event.name or None
         if name == self.heartbeat:
             name = None
-        classifier = self.classifier
-        core_mask = classifier.core_mask(event)
-        feature = classifier.feature(event) + 1
+        core_mask, feature = self.classifier.classify(event)
+        ts = event.ts
         slot = state.ext.get(SLOT)
         if slot is None:
             slot = state.ext[SLOT] = {}
         queue = slot.get("q")
         if queue:
-            entry = _entry(event.ts - slot["z"], name, core_mask, feature)
-            if _entry_order(entry) >= _entry_order(queue[-1]):
-                queue.append(entry)  # the usual case: in order, the need is unchanged unless the queue is full
+            rel = ts - slot["z"]
+            entry = rel if name is None and not core_mask and feature < 0 else \
+                _entry(rel, name, core_mask, feature + 1)
+            last = queue[-1]
+            # The usual case: in time order (ties by name), and the need is unchanged unless the
+            # queue is full. Compared without building sort keys: this runs for every event.
+            if last.__class__ is int:
+                in_order = rel >= last
+            else:
+                in_order = rel > last[0] or (rel == last[0] and (name or "") >= (last[1] or ""))
+            if in_order:
+                queue.append(entry)
                 if len(queue) == SESSION_QUEUE_MAX:
                     self._arm(key, slot)
                 return
             bisect.insort(queue, entry, key=_entry_order)
         else:
             if "z" not in slot:
-                slot["z"] = event.ts
+                slot["z"] = ts
                 self.in_progress += 1
-            slot["q"] = [_entry(event.ts - slot["z"], name, core_mask, feature)]
+            slot["q"] = [_entry(ts - slot["z"], name, core_mask, feature + 1)]
         self._arm(key, slot)
 
     def on_timer(self, key: bytes, state: "UserState", tag: str, due_ms: int) -> None:
@@ -277,8 +304,9 @@ class SessionsPartition(PartitionCapability):
         if slot is None:
             return
         watermark = self.ctx.watermark.value
-        if self._need(slot) > watermark:  # nothing due yet (the need moved later): move the timer
-            self._arm(key, slot)
+        need = self._need(slot)
+        if need > watermark:  # nothing due yet (the need moved later): move the timer
+            self._arm(key, slot, need)
             return
         if "z" in slot:
             self._fold(key, state, slot, watermark)
@@ -297,28 +325,49 @@ class SessionsPartition(PartitionCapability):
 
     # --- folding -------------------------------------------------------------------------
     def _fold(self, key: bytes, state: "UserState", slot: dict[str, Any], watermark: int) -> None:
-        """Apply waiting events older than the watermark in time order; close what cannot grow."""
+        """Apply waiting events older than the watermark in time order; close what cannot grow.
+
+        Runs once per waiting event, so the open session's times and count live in locals here
+        (written back before the session is closed or stored), and heartbeats skip the rest.
+        """
         z = slot["z"]
         open_ = slot.get("o")
         session = Session.decode(z, open_) if open_ is not None else None
+        start = last = active = events = gap = 0
+        if session is not None:
+            start, last, active, events = session.start, session.last, session.active, session.events
         queue = slot.get("q") or []
-        ready = 0
-        while ready < len(queue) and z + queue[ready][0] < watermark:
-            ready += 1
         timeout, max_length, idle = self.timeout, self.max_length, self.idle
-        for entry in queue[:ready]:
-            ts = z + entry[0]
-            if session is not None and (ts - session.last > timeout or ts - session.start > max_length):
-                self._close(key, state, slot, session)
-                session = None
+        ready = 0
+        for entry in queue:
+            heartbeat = entry.__class__ is int
+            ts = z + (entry if heartbeat else entry[0])
+            if ts >= watermark:
+                break
+            ready += 1
+            if session is not None:
+                gap = ts - last
+                if gap > timeout or ts - start > max_length:
+                    session.last, session.active, session.events = last, active, events
+                    self._close(key, state, slot, session)
+                    session = None
             if session is None:
                 session = Session(ts)
                 self.ctx.notify(key, state, SESSION_STARTED, {"start_ms": ts})
-            session.add(ts, entry[1], entry[2] if len(entry) > 2 else 0,
-                        entry[3] if len(entry) > 3 else 0, idle)
+                start = last = ts
+                active = 0
+                events = 1
+            else:
+                active += gap if gap < idle else idle
+                last = ts
+                events += 1
+            if not heartbeat:
+                session.note(entry)
+        if session is not None:
+            session.last, session.active, session.events = last, active, events
         rest = queue[ready:]
-        if session is not None and (watermark > session.last + timeout
-                                    or watermark > session.start + max_length):
+        if session is not None and (watermark > session.last + self.timeout
+                                    or watermark > session.start + self.max_length):
             self._close(key, state, slot, session)
             session = None
 
@@ -326,7 +375,7 @@ class SessionsPartition(PartitionCapability):
             base = session.start
             slot["o"] = session.encode()
         elif rest:
-            base = z + rest[0][0]
+            base = z + _time(rest[0])
             slot.pop("o", None)
         else:
             for field in ("z", "o", "q"):
@@ -334,10 +383,7 @@ class SessionsPartition(PartitionCapability):
             self.in_progress -= 1
             return
         if rest:
-            offset = z - base
-            for entry in rest:
-                entry[0] += offset
-            slot["q"] = rest
+            slot["q"] = _rebased(rest, z - base)
         else:
             slot.pop("q", None)
         slot["z"] = base
@@ -346,7 +392,8 @@ class SessionsPartition(PartitionCapability):
         closed_by = "max_length" if session.last + self.timeout > session.start + self.max_length \
             else "inactivity"
         user = key.decode()
-        cores = {self.classifier.core_actions[i].name: n for i, n in sorted(session.cores.items())}
+        cores = {self.classifier.core_actions[i].name: n for i, n in sorted(session.cores.items())} \
+            if session.cores else {}
         message = {
             "session_id": session_id(user, session.start),
             "user_id": user,
@@ -373,8 +420,9 @@ class SessionsPartition(PartitionCapability):
         slot.setdefault("h", []).append([day, session.duration, session.active])
         slot["h"].sort()
         self._day(day).add(session.duration, session.active)
-        self.ctx.notify(key, state, SESSION_CLOSED, {**message, "duration_ms": session.duration,
-                                                     "active_ms": session.active, "events": session.events})
+        # The message is serialized by now, so the notice can extend it rather than copy it.
+        message.update(duration_ms=session.duration, active_ms=session.active, events=session.events)
+        self.ctx.notify(key, state, SESSION_CLOSED, message)
 
     # --- day snapshots -------------------------------------------------------------------
     def _day(self, day: int) -> "SessionDay":

@@ -21,8 +21,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from .capability import PartitionCapability
 from .classify import Classifier
-from .config import (ACTIVE_WINDOWS, CADENCE_DAYS, CORE_ACTION_WINDOWS, FEATURE_WINDOWS,
-                     MAX_CORE_ACTIONS, METRIC_PREFIX, USAGE_RETAIN_DAYS, VISIT_WINDOWS, Settings)
+from .clock import NO_TIME
+from .config import (ACTIVE_WINDOWS, ACTIVITY_TYPES, CADENCE_DAYS, CORE_ACTION_WINDOWS,
+                     FEATURE_WINDOWS, MAX_CORE_ACTIONS, METRIC_PREFIX, USAGE_RETAIN_DAYS,
+                     VISIT_WINDOWS, Settings)
 from .daycounts import (Coverage, DayPublisher, DayTotals, bump, covered_runs, newly_covered,
                         prune, shift, start_day)
 from .days import DayClock
@@ -121,6 +123,8 @@ class UsagePartition(PartitionCapability):
         self._by_codes: dict[tuple[Any, ...], list[SegmentFigures]] = {}
         self.publisher = DayPublisher(self.clock, ctx.publish_partial, KIND, 0, self.day_figures, self._settle,
                                       owner.settings.activity.provisional_interval_s, owner.start_day)
+        self._keep_from = self._keep_lo = self._keep_hi = 0
+        self._keep_window(NO_TIME)
 
     # --- the user record -----------------------------------------------------------------
     def _record(self, state: "UserState", day: int) -> dict[str, Any]:
@@ -137,10 +141,21 @@ class UsagePartition(PartitionCapability):
             self._rebase(u, day - base)
         else:
             watermark = self.ctx.watermark.value
-            keep_from = self.clock.day(watermark) - (USAGE_RETAIN_DAYS - 1) if watermark > 0 else base
-            if keep_from > base:
-                self._rebase(u, keep_from - base)
+            if not self._keep_lo <= watermark < self._keep_hi:
+                self._keep_window(watermark)
+            if self._keep_from > base:
+                self._rebase(u, self._keep_from - base)
         return u
+
+    def _keep_window(self, watermark: int) -> None:
+        """The oldest day a record keeps at this watermark, and the watermarks it holds for (the
+        watermark's day): looked up per event, it changes once a day."""
+        if watermark > 0:
+            day = self.clock.day(watermark)
+            self._keep_from = day - (USAGE_RETAIN_DAYS - 1)
+            self._keep_lo, self._keep_hi = max(self.clock.start(day), 1), self.clock.end(day)
+        else:  # no watermark yet: keep everything
+            self._keep_from, self._keep_lo, self._keep_hi = NO_TIME, NO_TIME, 1
 
     def _rebase(self, u: dict[str, Any], by: int) -> None:
         """Move the base day by ``by`` days (negative: earlier), dropping days before the new base."""
@@ -162,30 +177,33 @@ class UsagePartition(PartitionCapability):
     # --- events --------------------------------------------------------------------------
     def on_event(self, key: bytes, state: "UserState", event: "Event") -> None:
         clock = self.clock
-        day = clock.day(event.ts)
-        if state.is_new:
-            first_day = day
+        ts = event.ts
+        day = clock.day(ts)
+        is_new = state.is_new
+        if is_new:
             self.users.add(day, None)
-        else:
+        elif ts < state.first_ts:
             first_day = clock.day(state.first_ts)
-            if event.ts < state.first_ts and day != first_day:
+            if day != first_day:
                 self._move_first_day(state, first_day, day)
-                first_day = day
-        self._follow_segments(state, first_day, is_new=state.is_new)
-        if not event.is_activity:
+        codes = self.reader.current(state)
+        if codes is not None:
+            u = state.ext.get(SLOT)
+            if u is None or u.get("g") != codes:  # the labels changed (rare): move the user's figures
+                first_day = day if is_new or ts < state.first_ts else clock.day(state.first_ts)
+                self._follow_segments(state, tuple(codes), first_day, is_new)
+        if event.type not in ACTIVITY_TYPES:
             return
         u = self._record(state, day)
         offset = day - u["b"]
         mask = u.get("a", 0)
-        bit = 1 << offset
-        if not mask & bit:
+        if not mask >> offset & 1:
             self._new_active_day(state, u, mask, offset, day)
-        core_mask = self.classifier.core_mask(event)
+        core_mask, feature = self.classifier.classify(event)
         while core_mask:
             low = core_mask & -core_mask
             self._count(u, low.bit_length() - 1, offset, day)
             core_mask ^= low
-        feature = self.classifier.feature(event)
         if feature >= 0:
             self._count(u, FEATURE_KEY + feature, offset, day)
 
@@ -267,16 +285,11 @@ class UsagePartition(PartitionCapability):
                 figures.append(seg)
         return figures
 
-    def _follow_segments(self, state: "UserState", first_day: int, is_new: bool) -> None:
-        """Count the user under their current segment labels, moving their figures on a change."""
-        codes = self.reader.codes(state)
-        if codes is None:
-            return
+    def _follow_segments(self, state: "UserState", codes: Codes, first_day: int, is_new: bool) -> None:
+        """Count the user under their current segment labels ``codes`` (changed), moving their figures."""
         u = state.ext.get(SLOT)
         if u is None:
             u = state.ext[SLOT] = {}
-        elif tuple(u.get("g", ())) == codes:
-            return
         elif not is_new:
             self._attribute(u, first_day, -1)
         self._count_under(u, codes, first_day)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .config import SEGMENT_UNKNOWN
+from .lifecycle import newest_codes
 
 if TYPE_CHECKING:
     from .activity import PartitionActivity
@@ -28,6 +29,8 @@ class SegmentReader:
     def __init__(self, ctx: "PartitionContext") -> None:
         self.ctx = ctx
         self._activity: "PartitionActivity | None" = None
+        self._dims: int | None = None
+        """Segment dimensions to read (0: none, or no activity capability); None until first asked."""
         self._labels: dict[Codes, list[tuple[str, str]]] = {}
         """Codes -> labels: a partition's code of a value never changes, and lookups are per event."""
 
@@ -38,28 +41,27 @@ class SegmentReader:
             self._activity = self.ctx.peer(PartitionActivity)
         return self._activity
 
-    def codes(self, state: "UserState") -> Codes | None:
+    def current(self, state: "UserState") -> list[Any] | None:
         """The user's newest label code per dimension (None: no value yet); None without segments.
 
-        Read straight from the stored record as :mod:`streams.lifecycle` documents it (per
-        dimension: None, a code, or a flat ``[day, code, ms, ...]`` list in day order): this runs
+        Read straight from the stored record by :func:`streams.lifecycle.newest_codes`: this runs
         for every event, and decoding a whole :class:`~streams.lifecycle.View` costs more than the
-        rest of usage. ``tests/test_usage.py`` checks it agrees with the View.
+        rest of usage. A list, so a caller can compare it with a stored list as it is.
+        ``tests/test_usage.py`` checks it agrees with the View.
         """
-        activity = self._peer()
-        if activity is None:
-            return None
-        dims = len(activity.shared.dims)
+        dims = self._dims
+        if dims is None:
+            # Asked from restore / on_event on, when every capability of the partition exists.
+            activity = self._peer()
+            dims = self._dims = len(activity.shared.dims) if activity is not None else 0
         if not dims:
             return None
-        rec = state.ext.get(ACTIVITY_SLOT)
-        if not rec:
-            return (None,) * dims
-        out = []
-        for stored in rec[3:3 + dims]:
-            out.append(stored[-2] if isinstance(stored, list) else stored)
-        out.extend([None] * (dims - len(out)))
-        return tuple(out)
+        return newest_codes(state.ext.get(ACTIVITY_SLOT), dims)
+
+    def codes(self, state: "UserState") -> Codes | None:
+        """:meth:`current` as a tuple (a key of :meth:`labels`)."""
+        current = self.current(state)
+        return None if current is None else tuple(current)
 
     def labels(self, codes: Codes) -> list[tuple[str, str]]:
         """(dimension, label) for codes from :meth:`codes` (``unknown`` for no value)."""

@@ -91,8 +91,8 @@ def test_valid_duplicate_and_malformed_events_end_in_exactly_one_place(make_sett
 def test_sigkill_mid_stream_then_restart_counts_exactly(make_settings: Any, workers: Any, store: str) -> None:
     rng = random.Random(11)
     users = [f"user-{i}" for i in range(400)]
-    events = [good(f"ev-{i}", rng.choice(users), i / 50) for i in range(40_000)]
-    retried = rng.sample(events, 2_000)  # producer retries: same event_id, later offsets
+    events = [good(f"ev-{i}", rng.choice(users), i / 25) for i in range(20_000)]
+    retried = rng.sample(events, 1_000)  # producer retries: same event_id, later offsets
     stream = events + retried
     rng.shuffle(stream)  # out of order, still within the lateness: spread is < 10 minutes per 500 events
     stream.sort(key=lambda d: d["timestamp"] // (5 * MS_PER_MINUTE))
