@@ -80,7 +80,7 @@ class ActivityCapability:
         """Gauges of the open day, summed over this worker's partitions (sum over workers is exact).
 
         Counts only: stickiness is a ratio and cannot be summed across workers, so Prometheus
-        divides the summed counts (recording rules in docs/activity.md).
+        divides the summed counts (recording rules in README.md#active-users-stickiness-and-lifecycle).
         """
         total: dict[str, Any] = {}
         for part in parts:

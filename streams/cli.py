@@ -303,7 +303,7 @@ def backtest(config_file: str | None, bootstrap: str | None, partitions: int | N
     """Replay a historical events file through the pipeline and score its churn-risk signals.
 
     Reports precision, recall, F1 and lead time of 'high' churn-risk signals against the labels
-    (definitions in docs/engagement.md). Uses the embedded broker unless --bootstrap is given;
+    (definitions in README.md#engagement-score-churn-risk-and-account-health). Uses the embedded broker unless --bootstrap is given;
     topics and consumer group are the run's own. Example:
     streams simulate --users 2000 --days 60 -o events.jsonl --labels churn.csv &&
     streams backtest events.jsonl --labels churn.csv

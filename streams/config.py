@@ -196,7 +196,7 @@ class UsageConfig:
 #: Rolling windows of the active-user counts, in days (DAU is the day itself).
 WAU_DAYS = 7
 MAU_DAYS = 30
-#: Lifecycle states of a user (see docs/activity.md), in the order they are reported.
+#: Lifecycle states of a user (see README.md#active-users-stickiness-and-lifecycle), in the order they are reported.
 LIFECYCLE_STATES = ("new", "returning", "resurrected", "dormant")
 SEGMENT_SOURCES = ("traits", "context")
 #: Segment label of values beyond a dimension's cap, and of users with no value yet.
@@ -296,7 +296,7 @@ RISK_BANDS = ("low", "medium", "high")
 HEALTH_BANDS = ("red", "yellow", "green")
 SIGNAL_TYPES = ("lifecycle", "churn_risk", "engagement_score", "account_health")
 SIGNAL_SCHEMA_FILE = "signal.schema.json"
-#: Reason codes of churn-risk and account-health signals (docs/engagement.md).
+#: Reason codes of churn-risk and account-health signals (README.md#engagement-score-churn-risk-and-account-health).
 RISK_REASONS = ("inactive_days", "activity_drop", "core_action_drop", "active_time_drop", "escalations",
                 "negative_event", "low_license_utilization", "low_engagement")
 #: Peer groups smaller than this (in one partition, on one day) are judged against all the
@@ -321,7 +321,7 @@ class CadencePreset:
     visits: float
     """Sessions per week that earn full frequency marks."""
     active_minutes: float
-    """Active minutes per week (idle excluded, see docs/sessions.md) that earn full depth marks."""
+    """Active minutes per week (idle excluded, see README.md#sessions-active-time-core-actions-and-feature-usage) that earn full depth marks."""
     core_actions: float
     """Core actions per week (weighted) that earn full core-action marks."""
     inactive_span_days: float

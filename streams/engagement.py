@@ -3,10 +3,11 @@ product's cadence, the user's own history and their peers.
 
 Every user with activity in the last ``horizon_days`` is scored once per day, when the watermark
 passes the end of the day plus a settle time (the session timeout: the day's sessions have closed
-and their active time is in). A timer per user drives it, so a user who went silent is still
-scored every day as event time advances: nothing waits for their next event.
+and their active time is in). One timer per day carries that day's batch of users (a list per
+day, rebuilt from the records by ``restore``), so a user who went silent is still scored every day
+as event time advances: nothing waits for their next event.
 
-Measures of day ``d`` (recent = the 7 days ending on ``d``; see docs/engagement.md for the
+Measures of day ``d`` (recent = the 7 days ending on ``d``; see README.md#engagement-score-churn-risk-and-account-health for the
 worked example):
 
 * recency: days since the last active day, against the user's own normal gap between active days
@@ -22,8 +23,8 @@ being the user's rank among the peers scored the same day in the same partition 
 peer-segment value (e.g. plan). Users are partitioned by a hash of their id, so each partition
 holds a uniform sample of every segment: the percentile is that sample's, and it is the same
 however many workers share the partitions. Groups smaller than ``MIN_PEERS`` use the whole
-partition. The percentiles are taken over the day's whole batch at once (the timers of one day
-fire in one watermark step), so they do not depend on the order users are scored in.
+partition. The percentiles are taken over the day's whole batch at once (one timer carries the
+day's batch), so they do not depend on the order users are scored in.
 
 Inputs come from the user's :class:`~streams.ledger.Ledger`: activity days, core actions,
 negative-intent and escalation events from the events themselves, visits and active time from
@@ -99,7 +100,8 @@ class Facts:
                  "breadth", "negative", "escalations", "weeks", "anchored", "window", "gap")
 
     def __init__(self, ledger: Ledger, day: int, first_day: int, at_ms: int, trigger: str,
-                 anchor_days: int, negative_days: int, escalation_days: int, window_days: int = RECENT_DAYS) -> None:
+                 anchor_days: int, negative_days: int, escalation_days: int, window_days: int = RECENT_DAYS,
+                 peers_only: bool = False) -> None:
         self.day = day
         self.at_ms = at_ms
         self.trigger = trigger
@@ -113,6 +115,10 @@ class Facts:
         self.baseline_days = min(BASELINE_DAYS, max(0, day - self.first_day + 1 - RECENT_DAYS))
         self.baseline = cols.usage(day - RECENT_DAYS - BASELINE_DAYS + 1, day - RECENT_DAYS)
         self.breadth = ledger.breadth(day - BASELINE_DAYS + 1, day)
+        self.anchored: Usage | None = None
+        self.weeks: list[Usage] = []
+        if peers_only:  # what ScoreModel.peer_values reads, nothing more
+            return
         span = ledger.active_span(day - RECENT_DAYS - BASELINE_DAYS + 1, day - RECENT_DAYS)
         # The user's normal gap: the mean gap between active days of the baseline (None: < 2 days).
         self.gap = None if span is None or span[2] < 2 else \
@@ -120,8 +126,6 @@ class Facts:
         self.negative = ledger.marks("negative", day - negative_days + 1, day)
         self.escalations = ledger.marks("escalations", day - escalation_days + 1, day)
         # The usage-drop windows end at most ``anchor_days`` after the last active day.
-        self.anchored: Usage | None = None
-        self.weeks: list[Usage] = []
         if self.last_active is not None:
             self.anchored = cols.usage(anchor - RECENT_DAYS + 1, anchor)
             full = min(BASELINE_WEEKS, (anchor - self.first_day + 1 - RECENT_DAYS) // RECENT_DAYS)
@@ -273,9 +277,8 @@ class EngagementPartition(PartitionCapability):
         self.horizon = shared.config.horizon_days
         self.levels: Counter[int] = Counter()
         """Users per score level (from their records, so restore rebuilds it)."""
-        self.pending: dict[bytes, int] = {}
-        """The day being scored: its users, with the time their timer fired."""
-        self.pending_day: int | None = None
+        self.buckets: dict[int, list[bytes]] = {}
+        """Users to score, by day (rebuilt by ``restore`` from the records)."""
         self.segments = SegmentReader(ctx)
         """The peer segment's value comes from the activity capability (its owner)."""
 
@@ -310,7 +313,7 @@ class EngagementPartition(PartitionCapability):
         state.ext[SLOT] = ledger.dump()
         if first_activity or resting:  # start (or restart) the user's daily scoring
             start = day if ledger.evaluated is None else max(day, ledger.evaluated + 1)
-            self.ctx.schedule(shared.due(start), key, TIMER)
+            self._enqueue(start, key)
         if trigger:  # risk hears of a cancel intent or an escalation at once, not at the day's end
             facts = self._facts(ledger, state, day, event.ts, "event")
             self.ctx.notify(key, state, NOTICE, facts_payload(facts, event.account or state.account,
@@ -324,11 +327,12 @@ class EngagementPartition(PartitionCapability):
         state.ext[SLOT] = ledger.dump()
         self.ctx.mark_dirty(key, state)
 
-    def _facts(self, ledger: Ledger, state: "UserState", day: int, at_ms: int, trigger: str) -> Facts:
+    def _facts(self, ledger: Ledger, state: "UserState", day: int, at_ms: int, trigger: str,
+               peers_only: bool = False) -> Facts:
         risk = self.shared.risk
         first = self.clock.day(state.first_ts) if state.first_ts else day
         return Facts(ledger, day, first, at_ms, trigger, risk.drop_anchor_days, risk.negative_days,
-                     risk.escalation_days, self.shared.model.preset.window_days)
+                     risk.escalation_days, self.shared.model.preset.window_days, peers_only)
 
     # --- daily scoring ---------------------------------------------------------------------
     def restore(self, key: bytes, state: "UserState") -> None:
@@ -341,54 +345,51 @@ class EngagementPartition(PartitionCapability):
         if ledger.n is None:
             return
         if ledger.evaluated is None:
-            oldest = ledger.n - (ledger.mask.bit_length() - 1)
-            self.ctx.schedule(self.shared.due(oldest), key, TIMER)
+            self._enqueue(ledger.n - (ledger.mask.bit_length() - 1), key)
         elif ledger.evaluated + 1 - ledger.n <= self.horizon:
-            self.ctx.schedule(self.shared.due(ledger.evaluated + 1), key, TIMER)
+            self._enqueue(ledger.evaluated + 1, key)
+
+    def _enqueue(self, day: int, key: bytes) -> None:
+        """Score the user with day ``day``'s batch. One timer per day carries the whole batch (it
+        is scheduled on the batch's first user): a million users cost a list, not a million timers."""
+        bucket = self.buckets.get(day)
+        if bucket is None:
+            bucket = self.buckets[day] = []
+            self.ctx.schedule(self.shared.due(day), key, TIMER)
+        bucket.append(key)
 
     def on_timer(self, key: bytes, state: "UserState", tag: str, due_ms: int) -> None:
-        """Take the user's facts of the day into the day's batch (scored in :meth:`_finish`).
-
-        The record is not touched here: the batch is scored by the next ``on_watermark`` (or the
-        next day's first timer), and a commit may come in between; a record that said "scored"
-        before the score was out would lose the day in a crash. Until then a replay rescores it.
-        """
-        day = self.shared.day_of_due(due_ms)
-        if self.pending_day is not None and day > self.pending_day:
-            self._finish()
-        ledger = Ledger.load(state.ext.get(SLOT))
-        if ledger.n is None or (ledger.evaluated is not None and ledger.evaluated >= day) or key in self.pending:
-            return  # already scored (a replay, or a timer rebuilt by restore)
-        self.pending[key] = due_ms
-        self.pending_day = day
-        if day + 1 - ledger.n <= self.horizon:
-            self.ctx.schedule(self.shared.due(day + 1), key, TIMER)
-
-    def on_watermark(self, watermark_ms: int) -> None:
-        if self.pending:
-            self._finish()
-
-    def _finish(self) -> None:
         """Score the day's batch: percentiles within peer groups, then marks, score, signals, notices.
 
         Two passes over the batch: the first keeps only each user's peer values (five numbers), the
         second recomputes the facts user by user, so a day of a million users never holds a
-        million sets of facts at once.
+        million sets of facts at once. The whole batch is scored within this call, so no commit
+        can fall between a user's facts and their score.
         """
-        batch, day, self.pending, self.pending_day = self.pending, self.pending_day, {}, None
-        if day is None:
+        day = self.shared.day_of_due(due_ms)
+        batch = self.buckets.pop(day, None)
+        if not batch:
             return
+        users: list[tuple[bytes, "UserState", Ledger]] = []
+        seen: set[bytes] = set()
+        for user in batch:
+            record = self.ctx.user(user)
+            if user in seen or record is None:
+                continue
+            seen.add(user)
+            ledger = Ledger.load(record.ext.get(SLOT))
+            if ledger.n is None or (ledger.evaluated is not None and ledger.evaluated >= day):
+                continue  # already scored (a replay, or a user queued again by restore)
+            users.append((user, record, ledger))
+        self._score(day, due_ms, users)
+
+    def _score(self, day: int, at_ms: int, users: list[tuple[bytes, "UserState", Ledger]]) -> None:
         model = self.shared.model
         peer_index = self.shared.peer_index
-        users: list[tuple[bytes, "UserState", int]] = []
-        for key, at_ms in batch.items():
-            state = self.ctx.user(key)  # the current record (an event may have come since the timer)
-            if state is not None:
-                users.append((key, state, at_ms))
         values = [array("d", bytes(8 * len(users))) for _ in SCORE_MEASURES]
         groups: dict[Any, list[int]] = {}
-        for index, (key, state, at_ms) in enumerate(users):
-            facts = self._facts(Ledger.load(state.ext.get(SLOT)), state, day, at_ms, "day")
+        for index, (key, state, ledger) in enumerate(users):
+            facts = self._facts(ledger, state, day, at_ms, "day", peers_only=True)
             for column, value in zip(values, model.peer_values(facts)):
                 column[index] = value
             codes = self.segments.codes(state) if peer_index is not None else None
@@ -402,16 +403,17 @@ class EngagementPartition(PartitionCapability):
                 alone.extend(members)
         if alone:  # too few peers with the same segment value: ranked among the whole partition
             self._rank(values, list(range(len(users))), alone, ranks)
-        for index, (key, state, at_ms) in enumerate(users):
-            ledger = Ledger.load(state.ext.get(SLOT))
+        for index, (key, state, ledger) in enumerate(users):
             facts = self._facts(ledger, state, day, at_ms, "day")
             score = model.score(model.own(facts), {m: r[index] for m, r in zip(SCORE_MEASURES, ranks)})
             previous = ledger.score
-            ledger.evaluated = max(day, ledger.evaluated or day)
+            ledger.evaluated = day
             self._level(key, state, ledger, facts, score)
             state.ext[SLOT] = ledger.dump()
             self.ctx.mark_dirty(key, state)
             self.ctx.notify(key, state, NOTICE, facts_payload(facts, state.account, score, previous))
+            if day + 1 - ledger.n <= self.horizon:  # type: ignore[operator]
+                self._enqueue(day + 1, key)
 
     @staticmethod
     def _rank(values: list[array], members: list[int], wanted: list[int], ranks: list[array]) -> None:

@@ -11,7 +11,7 @@ mounts a second ``/metrics`` route, reports latencies in milliseconds, and names
 after the app id (``<app_id>_...``), which changes per deployment and collides with our prefix
 when the app id is ``engagement``. What it offers that an operator needs -- end vs committed
 offsets, records sent per topic, commit latency -- is here, in base units and with our prefix.
-See docs/metrics.md.
+See README.md#metrics.
 """
 
 from __future__ import annotations

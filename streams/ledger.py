@@ -27,6 +27,7 @@ users: about 50 bytes for a weekly user, 120 for a daily one.
 
 from __future__ import annotations
 
+from itertools import accumulate
 from typing import Any, NamedTuple
 
 from .config import BASELINE_DAYS, RECENT_DAYS
@@ -243,35 +244,35 @@ class Ledger:
 
 
 class DayColumns:
-    """A ledger's active flag, visits, minutes and core units per day over ``lo..hi``."""
+    """A ledger's active flag, visits, minutes and core units per day over ``lo..hi``, as running
+    totals, so each window sum is two look-ups."""
 
-    __slots__ = ("lo", "active", "visits", "minutes", "units")
+    __slots__ = ("lo", "totals")
 
     def __init__(self, ledger: Ledger, lo: int, hi: int) -> None:
         self.lo = lo
         size = max(0, hi - lo + 1)
-        self.active = [0] * size
-        self.visits = [0] * size
-        self.minutes = [0] * size
-        self.units = [0] * size
+        columns = [[0] * size for _ in range(4)]
         n = ledger.n
-        if n is None:
-            return
-        top = n - lo
-        bits, age = ledger.mask, 0
-        while bits:
-            if bits & 1 and 0 <= top - age < size:
-                self.active[top - age] = 1
-            bits >>= 1
-            age += 1
-        days = ledger.days
-        for j in range(0, len(days), 4):
-            i = top - days[j]
-            if 0 <= i < size:
-                self.visits[i], self.minutes[i], self.units[i] = days[j + 1], days[j + 2], days[j + 3]
+        if n is not None:
+            top = n - lo
+            active = columns[0]
+            bits, age = ledger.mask, 0
+            while bits:
+                if bits & 1 and 0 <= top - age < size:
+                    active[top - age] = 1
+                bits >>= 1
+                age += 1
+            days = ledger.days
+            for j in range(0, len(days), 4):
+                i = top - days[j]
+                if 0 <= i < size:
+                    columns[1][i], columns[2][i], columns[3][i] = days[j + 1], days[j + 2], days[j + 3]
+        self.totals = [list(accumulate(column, initial=0)) for column in columns]
 
     def usage(self, lo: int, hi: int) -> Usage:
         """Sums over days ``lo..hi`` (within the columns' span)."""
-        a, b = max(0, lo - self.lo), max(0, hi - self.lo + 1)
-        return Usage(sum(self.active[a:b]), sum(self.visits[a:b]), sum(self.minutes[a:b]),
-                     sum(self.units[a:b]) / CORE_UNITS)
+        last = len(self.totals[0]) - 1
+        a, b = min(last, max(0, lo - self.lo)), min(last, max(0, hi - self.lo + 1))
+        active, visits, minutes, units = (t[b] - t[a] for t in self.totals)
+        return Usage(active, visits, minutes, units / CORE_UNITS)

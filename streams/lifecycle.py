@@ -17,7 +17,7 @@ packed to bytes:
   day's latest observation is, usually 0 (one byte); it is kept only while the day is open, so
   an out-of-order observation can tell whether it is the day's latest.
 
-Definitions (also in docs/activity.md), with ``L`` the last active day on or before ``d``:
+Definitions (also in README.md#active-users-stickiness-and-lifecycle), with ``L`` the last active day on or before ``d``:
 
 * ``new``: ``L`` is the first active day; ``returning``: the active day before ``L`` is at most
   ``dormant_days`` earlier; ``resurrected``: it is longer ago (the user had gone dormant);

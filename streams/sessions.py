@@ -1,6 +1,6 @@
 """Sessions and active time, in event time, one message per closed session.
 
-Definition (see docs/sessions.md): take a user's accepted activity events sorted by event time
+Definition (see README.md#sessions-active-time-core-actions-and-feature-usage): take a user's accepted activity events sorted by event time
 (ties by event name). A session starts at an event and takes every following event until the gap
 since the previous event exceeds the inactivity timeout, or the event is more than the maximum
 length after the session's first event; that event starts the next session. Active time is the

@@ -3,7 +3,7 @@
 Every figure is a count over days in event time, kept exact and additive across partitions
 (see :mod:`streams.daycounts`): per user, sparse per-day counts of the last 30 days; per
 partition, difference arrays for distinct users in rolling windows and per-day totals for sums.
-Definitions and formulas are in docs/sessions.md.
+Definitions and formulas are in README.md#sessions-active-time-core-actions-and-feature-usage.
 
 Per-user record (``state.ext["u"]``, absent for users with no activity and no segment):
 ``b`` base day; ``a`` activity-day bit mask (bit i: active on day b + i); ``v`` visits (sessions

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsonschema_rs
 import msgpack
 import orjson
 import pytest
 
 from streams.activity import ActivityCapability, signal_id
-from streams.config import WATERMARK_NOTIFY_STEP_MS, ConfigError, SegmentDimension, load_settings
+from streams.config import (SCHEMAS_DIR, SIGNAL_SCHEMA_FILE, WATERMARK_NOTIFY_STEP_MS, ConfigError,
+                            SegmentDimension, load_settings)
 from streams.contract import parse_time_ms
 from streams.days import DayClock
 from streams.metrics import build_registry, describe
@@ -147,6 +149,9 @@ def test_every_day_equals_the_batch_computation_across_partitions(restart: bool)
     assert len(signals) == len(got), "one message per change"
     assert all(s["id"] == signal_id(s["user_id"], s["from"], s["to"], s["day"]) for s in signals)
     assert {s["to"] for s in signals} == {"new", "returning", "resurrected", "dormant"}
+    schema = jsonschema_rs.validator_for(orjson.loads((SCHEMAS_DIR / SIGNAL_SCHEMA_FILE).read_bytes()))
+    for signal in signals:
+        schema.validate(signal)  # the published signal contract
 
 
 def crash_points(arrivals: list[dict[str, Any]], days: list[int], lateness_ms: int) -> list[int]:

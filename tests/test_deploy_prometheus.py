@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
-RUNBOOKS = REPO / "docs" / "runbooks.md"
+RUNBOOKS = REPO / "README.md"
 SEVERITIES = {"critical", "warning", "info"}
 
 

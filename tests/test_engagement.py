@@ -94,7 +94,7 @@ def facts_for(active: dict[int, tuple[int, int, int]], day: int, first_day: int,
 
 
 def test_score_worked_example_from_the_docs() -> None:
-    """docs/engagement.md: a daily-cadence user active 3 of the last 7 days, 90 active minutes and
+    """README.md#engagement-score-churn-risk-and-account-health: a daily-cadence user active 3 of the last 7 days, 90 active minutes and
     6 core actions (3 kinds) in them, against 5 days, 150 minutes and 10 core actions a week before."""
     day = DAY0 + 40
     active: dict[int, tuple[int, int, int]] = {}
@@ -194,24 +194,19 @@ def test_a_crash_and_replay_emit_every_signal_with_the_same_id_and_none_extra() 
     assert {s["id"] for s in expected} - committed <= {s["id"] for s in after}
 
 
-def test_a_commit_between_a_days_timers_and_its_scoring_loses_nothing() -> None:
-    """Timers fire on every watermark move, ``on_watermark`` only every second of event time: a
-    commit can fall between a day's timers and its scoring. The record must not say "scored" then,
-    so that a crash there rescores the day after the restart."""
+def test_a_commit_right_after_a_days_timer_sees_every_user_scored_and_assessed() -> None:
+    """Timers fire on every watermark move, ``on_watermark`` only every second of event time. The
+    day's batch is scored within its timer, so a commit (and a crash) right after it finds each
+    user's score and risk band written together, never a user marked scored without them."""
     settings = unit_settings(allowed_lateness_s=0)
     runtime, table, _ = unit_runtime(settings, default_capabilities(settings))
     due = T0 + MS_PER_DAY + 31 * MS_PER_MINUTE  # day 0 is scored once the watermark passes this
     docs = [{"event_id": "a", "type": "page", "event": "home", "user_id": "u", "timestamp": T0 + 3_600_000},
             {"event_id": "b", "type": "page", "event": "home", "user_id": "v", "timestamp": due - 400},
             {"event_id": "c", "type": "page", "event": "home", "user_id": "v", "timestamp": due + 100}]
-    _feed(runtime, docs)  # the last event fires day 0's timers, 500 ms after the last on_watermark
+    _feed(runtime, docs)  # the last event fires day 0's timer, 500 ms after the last on_watermark
     runtime.flush()
-    day0 = T0 // MS_PER_DAY
     committed = UserState.decode(table.recovered().data.data[b"u"])
-    assert Ledger.load(committed.ext["e"]).evaluated is None  # not scored yet, so not marked
-    restarted, _, _ = unit_runtime(settings, default_capabilities(settings), table.recovered())
-    restarted.processor(0)  # assignment: restore rebuilds timers, the watermark passes the due ones
-    restarted.flush()
-    state = restarted.store.get(0, b"u")
-    assert state is not None and Ledger.load(state.ext["e"]).evaluated == day0
-    assert Ledger.load(state.ext["e"]).score is not None
+    ledger = Ledger.load(committed.ext["e"])
+    assert ledger.evaluated == T0 // MS_PER_DAY and ledger.score is not None
+    assert committed.ext["r"] == [0]  # assessed (low) in the same step

@@ -238,8 +238,9 @@ def test_per_user_counts_per_day_and_rolling_windows() -> None:
 def test_the_documented_configuration_loads_and_round_trips(tmp_path: Any) -> None:
     from streams.config import REPO_ROOT, load_settings, settings_to_toml
 
-    text = (REPO_ROOT / "docs" / "sessions.md").read_text()
-    block = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    text = (REPO_ROOT / "README.md").read_text()
+    blocks = [part.split("```", 1)[0] for part in text.split("```toml\n")[1:]]
+    block = next(b for b in blocks if "[usage]" in b)
     path = tmp_path / "engagement.toml"
     path.write_text(block)
     settings = load_settings(path, env={})
