@@ -7,10 +7,14 @@ figures are combined in two steps, like the snapshot rollup:
 1. Per partition (:class:`AccountsPartition`): each day's scoring of the partition's users (the
    engagement capability's ``engagement_evaluated`` notices) adds up, per account, into a *share*:
    users scored, users active within ``active_days``, their score sum, recent and baseline active
-   days (the trend), escalations. When the day is scored in the partition, every share is sent to
-   the internal topic ``<app_id>-account-shares`` keyed by account (no share: no user of the
-   account scored in the partition that day). Group events' seat counts go to the
-   same topic as they come (``{"kind": "seats", "seats": n, "ts": event time}``).
+   days (the trend), escalations. Group events' seat counts are kept per account and day too (the
+   day's newest in event time). When the day is scored in the partition, every share is sent to
+   the internal topic ``<app_id>-account-shares`` keyed by account, with the day's seat count
+   (``"seats": [event time, n]``; no message: no user of the account scored in the partition that
+   day and no group event). Until then shares and seats wait in a reserved record of the
+   partition's state table, written with the user records at every commit, so a restart resumes
+   them where the user records are (one message per account and day, instead of one per group
+   event).
 2. Each partition, once it has finished a day, sends a *day mark* ``{"kind": "done", "partition":
    p, "day": d}`` to every partition of that topic, after that day's shares: so in every partition
    of the topic, the mark of ``(p, d)`` comes after all of partition ``p``'s shares of day ``d``.
@@ -31,10 +35,9 @@ term is left out and the others are re-weighted.
 Effectively once: shares and marks are idempotent (a share replaces the same partition's share of
 the same day, a mark only moves forward, a day already combined ignores late shares), so a replay
 after a crash never double counts; outputs carry deterministic ids, so consumers drop repeats.
-Known gap: shares are not rebuilt from user records, so a crash after a partition's user records
-reached the changelog but before that day's shares left the producer loses those shares (the
-records say the day was scored, so it is not scored again); that account day then misses the
-partition's users.
+Known gap: a crash after a flush that recorded a day's shares as sent reached the changelog, but
+before the shares themselves were acknowledged, loses those shares (the records say the day was
+scored, so it is not scored again); that account day then misses the partition's users.
 """
 
 from __future__ import annotations
@@ -48,17 +51,17 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from .capability import PartitionCapability
 from .clock import NO_TIME
-from .config import HEALTH_BANDS, METRIC_PREFIX, AccountsConfig, Settings
+from .config import HEALTH_BANDS, METRIC_PREFIX, RESERVED_KEY_PREFIX, AccountsConfig, Settings
 from .days import DayClock
 from .engagement import NOTICE, EngagementCapability
 from .signals import SignalCounts, reason, signal, signal_id
+from .state import UserState
 
 if TYPE_CHECKING:
     import faust
 
     from .contract import Event
     from .processor import PartitionContext
-    from .state import UserState
 
 ACCOUNTS_TABLE = "accounts"
 SHARE_FIELDS = ("users", "active", "score_sum", "trend_recent", "trend_base", "escalations")
@@ -75,14 +78,24 @@ def add_share(total: dict[str, Any], share: dict[str, Any]) -> None:
         total[name] = total.get(name, 0) + share.get(name, 0)
 
 
+def shares_key(partition: int) -> bytes:
+    """The partition's pending shares and seats: a reserved key of the state table (never a user id)."""
+    return RESERVED_KEY_PREFIX + b"account-shares:%d" % partition
+
+
 class AccountsPartition(PartitionCapability):
     """One partition's per-account shares of each scored day, and seat counts from group events."""
 
     def __init__(self, ctx: "PartitionContext", shared: "AccountsCapability") -> None:
         super().__init__(ctx)
         self.shared = shared
-        self.days: dict[int, dict[str, dict[str, Any]]] = {}
+        self.key = shares_key(ctx.partition)
+        self.record = ctx.user(self.key) or UserState()
+        pending = self.record.ext.setdefault("pending", {"shares": {}, "seats": {}})
+        self.days: dict[int, dict[str, dict[str, Any]]] = pending["shares"]
         """Shares of days being scored, by day and account (sent once the day is scored)."""
+        self.seats: dict[int, dict[str, list[int]]] = pending["seats"]
+        """The newest group event's ``[event time, seats]`` per day and account, sent with the shares."""
         self.next_mark: int | None = None
         """The next day to finish (send shares and mark). From the first watermark on: days the
         watermark had passed before (a restart) were finished before."""
@@ -93,8 +106,11 @@ class AccountsPartition(PartitionCapability):
         seats = event.traits.get(self.shared.config.seats_trait)
         if isinstance(seats, bool) or not isinstance(seats, (int, float)) or seats < 0:
             return
-        self.ctx.emit(self.shared.topic, event.account, {"kind": "seats", "account": event.account,
-                                                          "seats": int(seats), "ts": event.ts})
+        day = self.seats.setdefault(self.shared.engagement.clock.day(event.ts), {})
+        held = day.get(event.account)
+        if held is None or (event.ts, int(seats)) > (held[0], held[1]):  # same time: the larger count
+            day[event.account] = [event.ts, int(seats)]
+            self.ctx.mark_dirty(self.key, self.record)
 
     def on_notice(self, key: bytes, state: "UserState", kind: str, payload: Any) -> None:
         account = payload.get("account") if kind == NOTICE else None
@@ -102,6 +118,7 @@ class AccountsPartition(PartitionCapability):
             return
         day = payload["day"]
         share = self.days.setdefault(day, {}).setdefault(account, dict(ZERO_SHARE))
+        self.ctx.mark_dirty(self.key, self.record)
         share["users"] += 1
         last = payload.get("last_active_day")
         if last is not None and day - last < self.shared.config.active_days:
@@ -123,14 +140,17 @@ class AccountsPartition(PartitionCapability):
             last = self.shared.engagement.clock.day(watermark_ms)
             while due(last) > watermark_ms:
                 last -= 1
-            self.next_mark = min([last + 1, *self.days])
+            self.next_mark = min([last + 1, *self.days, *self.seats])
         while due(self.next_mark) <= watermark_ms:
             day = self.next_mark
-            shares = self.days.pop(day, {})
-            for account, share in sorted(shares.items()):
+            shares, seats = self.days.pop(day, {}), self.seats.pop(day, {})
+            for account in sorted(shares.keys() | seats.keys()):
                 self.ctx.emit(self.shared.topic, account, {"kind": "share", "account": account,
                                                             "partition": self.ctx.partition, "day": day,
-                                                            "share": share})
+                                                            "share": shares.get(account),
+                                                            "seats": seats.get(account)})
+            if shares or seats:
+                self.ctx.mark_dirty(self.key, self.record)
             mark = orjson.dumps({"kind": "done", "partition": self.ctx.partition, "day": day})
             for target in range(self.ctx.settings.partitions):
                 self.ctx.sink.send(self.shared.topic, None, mark, target)
@@ -354,9 +374,9 @@ class AccountsCapability:
                     continue
                 stored = table.get(message.key)
                 entry = orjson.loads(stored) if stored else book.new_entry()
-                if msg["kind"] == "seats":
-                    entry = book.add_seats(entry, msg)
-                else:
+                if msg.get("seats"):
+                    entry = book.add_seats(entry, {"ts": msg["seats"][0], "seats": msg["seats"][1]})
+                if msg.get("share") is not None:
                     entry = book.add_share(entry, msg)
                     self.pending[message.partition].add(message.key)
                 table[message.key] = orjson.dumps(entry)

@@ -26,13 +26,12 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .capability import PartitionCapability
-from .clock import NO_TIME
+from .clock import NO_TIME, iso_ms
 from .config import LIFECYCLE_STATES, METRIC_PREFIX, Settings
 from .days import DayClock
 from .lifecycle import DORMANT, STATE_NAMES, IN_MAU, IN_WAU, Rules, View, merge_into
@@ -150,6 +149,8 @@ class PartitionActivity(PartitionCapability):
         """The checks of every day before this one have run."""
         self.restoring = False
         self._provisional_at = time.monotonic()
+        self._first_open, self._open_until = NO_DAY, NO_TIME
+        """The day the watermark is in, and that day's end (saves a day computation per event)."""
 
     # --- events --------------------------------------------------------------------------
     def on_event(self, key: bytes, state: "UserState", event: "Event") -> None:
@@ -159,26 +160,47 @@ class PartitionActivity(PartitionCapability):
             return
         rules, clock = self.rules, self.clock
         watermark = self.ctx.watermark.value
-        first_open = NO_DAY if watermark == NO_TIME else clock.day(watermark)  # earlier days are closed
+        if watermark >= self._open_until:  # earlier days are closed
+            self._first_open = NO_DAY if watermark == NO_TIME else clock.day(watermark)
+            self._open_until = NO_TIME + 1 if watermark == NO_TIME else clock.end(self._first_open)
+        first_open = self._first_open
         if first_open > self.checked_until:
             # The watermark passed midnight since on_watermark last ran (it is told in steps): run
             # the closed days' checks first, on the records as they were, so that signals keep
             # their day order and every user keeps exactly one pending dormancy check.
             self._run_checks(first_open)
-        view = rules.new_view(state.ext.get(SLOT), state.max_ts)
-        old = view.copy()
+        view = state.ext.get(SLOT)
+        if view.__class__ is not View:  # decoded once per user per flush, then kept live
+            view = state.ext[SLOT] = rules.new_view(view, state.max_ts)
         day = clock.day(event.ts)
-        new_day = active and rules.add_day(view, day)
-        since = day if new_day else None
+        ts = event.ts
+        known = self.codes.codes
+        codes = []
         for dim, value in observed:
-            if view.observe(dim, day, event.ts, self.codes.code(dim, value)):
+            code = known[dim].get(value)
+            codes.append((dim, self.codes.code(dim, value) if code is None else code))
+        new_day = active and not rules.is_active(view, day)
+        if not new_day:
+            # The common case (another event of a day already counted, same segment values): no
+            # figure moves; only the day's latest observation times do.
+            note = view.note
+            for dim, code in codes:
+                if not note(dim, day, ts, code):
+                    break
+            else:
+                return
+        old = view.copy()
+        if new_day:
+            rules.add_day(view, day)
+        since = day if new_day else None
+        for dim, code in codes:
+            if view.observe(dim, day, ts, code):
                 since = day
         if since is not None:
             rules.contribute(old, view, since, self.stock, self.flows)
         # The processor moves the watermark right after this call; days before it are closed then.
-        after = event.ts - self.ctx.settings.allowed_lateness_ms
+        after = ts - self.ctx.settings.allowed_lateness_ms
         rules.compact(view, clock.day(max(watermark, after)))
-        state.ext[SLOT] = view.dump(max(state.max_ts, event.ts))
         if new_day:
             if day <= first_open:  # every earlier day is closed: the transition is final now
                 self._signal(key, view, day, event.account or state.account)
@@ -243,7 +265,7 @@ class PartitionActivity(PartitionCapability):
         self.ctx.emit(self.ctx.settings.signals_topic, key, {
             "id": signal_id(user, old, new, label), "type": "lifecycle", "user_id": user,
             "account_id": account, "from": old, "to": new, "day": label,
-            "event_time": _rfc3339(at), "event_time_ms": at, "reason": self._reason(view, day, after)})
+            "event_time": iso_ms(at), "event_time_ms": at, "reason": self._reason(view, day, after)})
         self.shared.transitions[new] += 1
 
     def _reason(self, view: View, day: int, after: int) -> str:
@@ -395,10 +417,6 @@ def _segment(values: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
 def signal_id(user: str, before: str | None, after: str, day: str) -> str:
     """Deterministic: the same change on the same day always has the same id."""
     return hashlib.blake2b(f"lifecycle|{user}|{before}|{after}|{day}".encode(), digest_size=16).hexdigest()
-
-
-def _rfc3339(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def ratio(part: int, whole: int) -> float | None:

@@ -31,7 +31,7 @@ from .config import MS_PER_MINUTE, Settings
 from .contract import parse_time_ms
 from .kafkaio import read_json, send_all
 from .routing import HomePartitions
-from .sessions import iso_ms
+from .clock import iso_ms
 from .topics import ensure_topics
 from .workerproc import WorkerProcess
 

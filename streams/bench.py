@@ -78,7 +78,10 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         mine = [r for r in runs if r["mode"] == mode]
         out[mode] = {"events_per_s": statistics.median(r["events_per_s"] for r in mine),
                      "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in mine),
-                     "seconds": statistics.median(r["seconds"] for r in mine)}
+                     "seconds": statistics.median(r["seconds"] for r in mine),
+                     "outputs_per_event": statistics.median(sum(r.get("sent", {}).values()) / r["events"]
+                                                            for r in mine),
+                     "handle_us": statistics.median(r.get("handle_us", 0.0) for r in mine)}
     ratios = [p["events_per_s"] / b["events_per_s"]
               for b, p in zip([r for r in runs if r["mode"] == "bare"], [r for r in runs if r["mode"] == "pipeline"])]
     out["ratio"] = out["pipeline"]["events_per_s"] / out["bare"]["events_per_s"]
@@ -121,9 +124,13 @@ def _print(result: dict[str, Any]) -> None:
     table.add_column("events/s", justify="right")
     table.add_column("seconds", justify="right")
     table.add_column("peak RSS (MB)", justify="right")
+    table.add_column("records produced / event", justify="right")
     for mode, label in (("bare", "bare Faust agent (decode + count)"), ("pipeline", "full pipeline")):
         r = result[mode]
-        table.add_row(label, f"{r['events_per_s']:,.0f}", f"{r['seconds']:.2f}", f"{r['peak_rss_mb']:.0f}")
+        table.add_row(label, f"{r['events_per_s']:,.0f}", f"{r['seconds']:.2f}", f"{r['peak_rss_mb']:.0f}",
+                      f"{r['outputs_per_event']:.3f}")
     Console().print(table)
     pairs = ", ".join(f"{x:.2f}" for x in result["ratio_per_pair"])
     Console().print(f"ratio pipeline / bare: [bold]{result['ratio']:.2f}[/] (per pair: {pairs}; floor 0.70)")
+    Console().print(f"the pipeline's own code (decode to state, every capability): "
+                    f"{result['pipeline']['handle_us']:.1f} µs per event")

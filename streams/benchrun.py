@@ -13,6 +13,7 @@ import os
 import resource
 import signal
 import time
+from collections import Counter
 from typing import Any
 
 import faust
@@ -20,6 +21,7 @@ import orjson
 
 from .app import build_app, faust_options
 from .config import Settings
+from .worker import faust_worker
 
 MODES = ("bare", "pipeline")
 
@@ -33,6 +35,10 @@ class _Stopwatch:
         self.mode = mode
         self.count = 0
         self.first = 0.0
+        self.handling = 0.0
+        """Seconds spent in the pipeline's own per-event code (``Runtime.handle``)."""
+        self.sent: list[Any] = []
+        """Counts of records produced per topic (the pipeline's outputs, changelogs included)."""
 
     def tick(self, n: int = 1) -> None:
         if self.count == 0:
@@ -47,7 +53,8 @@ class _Stopwatch:
         with open(self.result_path, "wb") as fh:
             fh.write(orjson.dumps({"mode": self.mode, "events": self.count, "seconds": elapsed,
                                    "events_per_s": self.count / elapsed if elapsed else 0.0,
-                                   "peak_rss_mb": peak_kb / 1024}))
+                                   "peak_rss_mb": peak_kb / 1024, "sent": dict(sum(map(Counter, self.sent), Counter())),
+                                   "handle_us": self.handling / self.count * 1e6 if self.count else 0.0}))
         self.expected = 1 << 62
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -76,12 +83,17 @@ def _pipeline_app(settings: Settings, watch: _Stopwatch) -> faust.App:
     app, runtime = build_app(settings)
     handle = runtime.handle
 
+    clock = time.perf_counter
+
     def counted(*args: Any) -> str:
+        started = clock()
         outcome = handle(*args)
+        watch.handling += clock() - started
         watch.tick()
         return outcome
 
     runtime.handle = counted  # type: ignore[method-assign]
+    watch.sent = [app.monitor.messages_sent_by_topic, app.engagement_outputs.sent]
     return app
 
 
@@ -92,4 +104,4 @@ def run_measured(settings: Settings, mode: str, expected: int, result_path: str)
     asyncio.run(ensure_topics(settings))
     watch = _Stopwatch(expected, result_path, mode)
     app = _bare_app(settings, watch) if mode == "bare" else _pipeline_app(settings, watch)
-    faust.Worker(app, loglevel="error", quiet=True, redirect_stdouts=False).execute_from_commandline()
+    faust_worker(app, "error").execute_from_commandline()

@@ -123,13 +123,13 @@ class _Discard:
         self.sent += 1
 
 
-def _faust_table(store: str, data_dir: str) -> Any:
-    """The real Faust store object behind a table, created without a broker."""
+def _faust_table(settings: Settings, data_dir: str) -> Any:
+    """The real Faust store object behind a table (with the worker's RocksDB options), created without a broker."""
     import faust
 
-    app = faust.App("bench-state", broker="kafka://127.0.0.1:1", store=store, datadir=data_dir,
+    app = faust.App("bench-state", broker="kafka://127.0.0.1:1", store=settings.store, datadir=data_dir,
                     key_serializer="raw", value_serializer="raw")
-    return app.Table("users", partitions=1, key_type=bytes, value_type=bytes)
+    return app.Table("users", partitions=1, key_type=bytes, value_type=bytes, options=settings.rocksdb_options())
 
 
 def measure(settings: Settings, users: int, days: int, seed: int, capabilities: str = "all",
@@ -143,7 +143,7 @@ def measure(settings: Settings, users: int, days: int, seed: int, capabilities: 
 
     settings = settings.with_overrides(partitions=1)
     with tempfile.TemporaryDirectory(prefix="bench-state-") as data_dir:
-        table = _faust_table(settings.store, data_dir)
+        table = _faust_table(settings, data_dir)
         sink = _Discard()
         store = UserStore(table, settings.state_cache_users, sink.changelog)
         caps = default_capabilities(settings) if capabilities == "all" else [ActivityCapability(settings)]
@@ -189,7 +189,9 @@ def measure(settings: Settings, users: int, days: int, seed: int, capabilities: 
                 "disk_bytes": disk, "timers_pending": len(proc.ctx._timers),
                 "activity_check_bytes": sum(len(b) for cap in proc.capabilities
                                             for b in getattr(cap, "checks", {}).values()),
-                "decoded_cache_users": settings.state_cache_users, "changelog_and_outputs": sink.sent,
+                "decoded_cache_users": settings.state_cache_users, "home_cache_keys": len(runtime.home),
+                "rocksdb_options": settings.rocksdb_options() if settings.store.startswith("rocksdb") else None,
+                "changelog_and_outputs": sink.sent,
                 "activated_users": figures.get("activated_users"), "active_users_30d": figures.get("active_users_30d")}
 
 

@@ -59,7 +59,16 @@ class Classifier:
         self._cache: dict[tuple[str, tuple[Any, ...]], Classification] = {}
 
     def classify(self, event: Event) -> Classification:
-        """(core-action mask, feature index or -1) of an event."""
+        """(core-action mask, feature index or -1) of an event; remembered on the event, since
+        sessions, usage and engagement each ask."""
+        known = event.classified
+        if known is not None and known[0] is self:
+            return known[1]
+        result = self._classify(event)
+        event.classified = (self, result)
+        return result
+
+    def _classify(self, event: Event) -> Classification:
         name = event.name
         reads = self._reads.get(name)
         if reads is None:

@@ -9,7 +9,16 @@ elapsed since its last event (otherwise a quiet partition would never close its 
 
 from __future__ import annotations
 
+import time
+
 NO_TIME = -(2**62)
+
+
+def iso_ms(ms: int) -> str:
+    """RFC 3339 UTC with milliseconds (``2026-01-05T00:02:37.584Z``), as every output writes event
+    times. Formatted from ``time.gmtime``: a session message writes two, a signal one."""
+    seconds, millis = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + ".%03dZ" % millis
 
 
 class Watermark:

@@ -34,7 +34,7 @@ class Event:
     """A validated product event with its event time normalized to UTC epoch milliseconds."""
 
     __slots__ = ("event_id", "type", "name", "user", "account", "ts", "properties", "traits",
-                 "context", "doc")
+                 "context", "doc", "is_activity", "classified")
 
     def __init__(self, doc: dict[str, Any], user: str, ts: int) -> None:
         self.doc = doc
@@ -47,11 +47,10 @@ class Event:
         self.properties: dict[str, Any] = doc.get("properties") or {}
         self.traits: dict[str, Any] = doc.get("traits") or {}
         self.context: dict[str, Any] = doc.get("context") or {}
-
-    @property
-    def is_activity(self) -> bool:
+        self.is_activity: bool = self.type in ACTIVITY_TYPES
         """Only track, page and screen events make a user active; identify and group describe."""
-        return self.type in ACTIVITY_TYPES
+        self.classified: Any = None
+        """(classifier, result) of the first classification (see ``classify.Classifier``)."""
 
 
 @functools.lru_cache(maxsize=None)

@@ -27,11 +27,15 @@ Definitions (also in README.md#active-users-stickiness-and-lifecycle), with ``L`
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import msgpack
 
 from .config import LIFECYCLE_STATES, MAU_DAYS, WAU_DAYS
+from .state import LiveSlot
+
+if TYPE_CHECKING:
+    from .state import UserState
 
 NEW, RETURNING, RESURRECTED, DORMANT = 1, 2, 3, 4
 STATE_NAMES = {code: name for code, name in zip((NEW, RETURNING, RESURRECTED, DORMANT), LIFECYCLE_STATES)}
@@ -45,8 +49,11 @@ Membership = tuple  # (state, window, labels): one user's share of a day's stock
 Flow = tuple  # (lifecycle code, labels): what the user did that day (active as ..., or became dormant)
 
 
-class View:
-    """A decoded activity record. Mutated in place; :meth:`dump` gives the stored form."""
+class View(LiveSlot):
+    """A decoded activity record. Mutated in place; :meth:`dump` gives the stored form.
+
+    Kept decoded in the user's record between flushes (a :class:`~streams.state.LiveSlot`).
+    """
 
     __slots__ = ("n", "f", "bits", "segs")
 
@@ -83,6 +90,9 @@ class View:
         return msgpack.packb([n, None if n is None else n - self.f, bits,
                               *(_dump_seg(s, base, max_ts) for s in self.segs)])
 
+    def freeze(self, state: "UserState") -> bytes:
+        return self.dump(state.max_ts)
+
     def copy(self) -> "View":
         return View(self.n, self.f, self.bits, [list(s) for s in self.segs])
 
@@ -104,6 +114,23 @@ class View:
 
     def labels(self, day: int) -> tuple[Any, ...]:
         return tuple(self.label(i, day) for i in range(len(self.segs)))
+
+    def note(self, dim: int, day: int, ts: int, code: Any) -> bool:
+        """:meth:`observe` for the usual case, where the value stays what it is from ``day`` on:
+        True when handled so (the observation time recorded as observe would), False when the
+        value may change (nothing done: call :meth:`observe`)."""
+        entries = self.segs[dim]
+        if not entries:
+            return False
+        d, c, t = entries[-1]
+        if c != code or d > day:
+            return False
+        if d == day:
+            if t is None or t < ts:
+                entries[-1] = (day, code, ts)
+        else:
+            entries.append((day, code, ts))
+        return True
 
     def observe(self, dim: int, day: int, ts: int, code: Any) -> bool:
         """Record that an event at ``ts`` (within ``day``) carried ``code``; True when the
@@ -129,9 +156,11 @@ def _order(code: Any) -> tuple[int, Any]:
     return (0, "") if code is None else (1, str(code))
 
 
-def newest_codes(stored: bytes | None, dims: int) -> list[Any]:
+def newest_codes(stored: "bytes | View | None", dims: int) -> list[Any]:
     """Each dimension's newest segment code (None: no value yet), read straight from a stored
     record without building a :class:`View` (for readers on the hot path, e.g. usage)."""
+    if stored.__class__ is View:
+        return [entries[-1][1] if entries else None for entries in stored.segs]  # type: ignore[union-attr]
     if not stored:
         return [None] * dims
     rec = msgpack.unpackb(stored)
@@ -177,8 +206,11 @@ class Rules:
         self.mask = (1 << self.span) - 1
         self._steps = (0, WAU_DAYS, MAU_DAYS, dormant_days)
 
-    def new_view(self, stored: bytes | None, max_ts: int = 0) -> View:
-        return View.load(stored, self.dims, max_ts)
+    def new_view(self, stored: "bytes | View | None", max_ts: int = 0) -> View:
+        """The record's view: the live one if the record holds it, else decoded (not stored)."""
+        if stored.__class__ is View:
+            return stored  # type: ignore[return-value]
+        return View.load(stored, self.dims, max_ts)  # type: ignore[arg-type]
 
     # --- mutation ------------------------------------------------------------------------
     def add_day(self, view: View, day: int) -> bool:

@@ -51,11 +51,15 @@ class SegmentSources:
             if not value:
                 continue
             for part in path:
-                value = value.get(part) if isinstance(value, dict) else None
-            if value is None or value == "" or isinstance(value, (dict, list)):
+                value = value.get(part) if value.__class__ is dict else None
+            if value.__class__ is str:  # the usual case
+                if value:
+                    out.append((index, value if len(value) <= SEGMENT_VALUE_MAX_CHARS
+                                else value[:SEGMENT_VALUE_MAX_CHARS]))
                 continue
-            if value.__class__ is not str:
-                value = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            if value is None or isinstance(value, (dict, list)):
+                continue
+            value = ("true" if value else "false") if isinstance(value, bool) else str(value)
             out.append((index, value[:SEGMENT_VALUE_MAX_CHARS]))
         return out
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -44,6 +43,7 @@ from prometheus_client.utils import floatToGoString
 
 from .capability import PartitionCapability
 from .classify import Classifier
+from .clock import iso_ms
 from .config import ACTIVITY_TYPES, METRIC_PREFIX, SESSION_QUEUE_MAX, Settings
 from .daycounts import DayPublisher, start_day
 from .days import DayClock
@@ -65,12 +65,6 @@ SESSION_CLOSED = "session_closed"
 #: A waiting event: ``[rel, name, core_mask, feature + 1]`` (zeros trimmed), or just ``rel`` (an int)
 #: for a heartbeat that is neither a core action nor a feature use.
 Entry = Any
-
-
-def iso_ms(ms: int) -> str:
-    """RFC 3339 UTC with milliseconds, as every output message writes event times."""
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds") \
-        .replace("+00:00", "Z")
 
 
 def session_id(user: str, start_ms: int) -> str:

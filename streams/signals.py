@@ -18,7 +18,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily
 
 from .config import HEALTH_BANDS, METRIC_PREFIX, RISK_BANDS
-from .sessions import iso_ms
+from .clock import iso_ms
 
 #: Levels per signal type (the ``level`` label): the band entered, or the score's direction.
 LEVELS = {"churn_risk": RISK_BANDS, "engagement_score": ("up", "down"), "account_health": HEALTH_BANDS}

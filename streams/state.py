@@ -19,6 +19,22 @@ STATE_VERSION = 1
 FINGERPRINT_BYTES = 8
 
 
+class LiveSlot:
+    """A capability's per-user data kept decoded between flushes.
+
+    Decoding and re-encoding a slot on every event of a user costs more than the event's own
+    logic. A capability may instead keep a decoded object in ``state.ext`` and let
+    :meth:`UserState.encode` turn it into its stored form once per flush (:meth:`freeze`). The
+    record then holds the stored form again, so records waiting in the cache stay compact.
+    """
+
+    __slots__ = ()
+
+    def freeze(self, state: "UserState") -> Any:
+        """The stored form, for ``state`` as it is being written."""
+        raise NotImplementedError
+
+
 class UserState:
     """Core fields owned by ingest; ``ext`` holds one small slot per capability (by short name)."""
 
@@ -52,6 +68,10 @@ class UserState:
             del recent[: len(recent) - window]
 
     def encode(self) -> bytes:
+        ext = self.ext
+        for slot, value in ext.items():
+            if isinstance(value, LiveSlot):
+                ext[slot] = value.freeze(self)
         return msgpack.packb(
             [STATE_VERSION, self.last_offset, self.first_ts, self.max_ts, self.events, self.account,
              b"".join(self.recent), self.ext],

@@ -19,7 +19,7 @@ from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from streams.faustmetrics import WorkerSensor
+from streams.faustmetrics import WorkerMonitor
 
 MESSAGES = 200_000
 TP0 = TP("events", 0)
@@ -82,8 +82,9 @@ def main() -> None:
     runs = {
         "Faust default Monitor": Monitor(),
         "Faust PrometheusMonitor": prometheus,
-        "sensors: one no-op": delegate(Sensor()),
-        "sensors: one no-op + WorkerSensor": delegate(Sensor(), WorkerSensor()),
+        "sensors: Faust's Monitor": delegate(Monitor()),
+        "sensors: WorkerMonitor (replaces it)": delegate(WorkerMonitor()),
+        "sensors: Faust's Monitor + a no-op": delegate(Monitor(), Sensor()),
     }
     for name, hooks in runs.items():
         per_message_us(hooks, 20_000)  # warm up

@@ -197,3 +197,39 @@ def test_partition_shares_after_a_crash_and_replay_equal_a_straight_run() -> Non
     after, marked2 = shares(sink2)
     assert before | after == expected
     assert marked1 | marked2 == marked
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_partition_sends_one_message_per_account_and_day_with_the_days_newest_seat_count(restart: bool) -> None:
+    """Group events of a day wait (in the partition's state, across a restart) until the day is
+    scored, then go out once, with the newest seat count in event time."""
+    from streams.capabilities import default_capabilities
+    from tests.fakes import unit_runtime, unit_settings
+
+    settings = unit_settings(allowed_lateness_s=600)
+    day0 = DAY * MS_PER_DAY
+    group = {"type": "group", "user_id": "u1", "account_id": "acme"}
+    events = [dict(group, event_id="g1", timestamp=day0 + 3_600_000, traits={"seats": 5}),
+              dict(group, event_id="g2", timestamp=day0 + 7_200_000, traits={"seats": 7}),
+              # arrives last, happened in between (within the lateness): not the day's newest
+              dict(group, event_id="g3", timestamp=day0 + 7_000_000, traits={"seats": 9}),
+              {"type": "page", "user_id": "u1", "account_id": "acme", "event_id": "p1",
+               "timestamp": day0 + 7_100_000}]
+    later = {"type": "page", "user_id": "u1", "account_id": "acme", "event_id": "p2",
+             "timestamp": day0 + 3 * MS_PER_DAY}
+
+    def feed(runtime: Any, docs: list[dict[str, Any]], first: int) -> None:
+        for offset, doc in enumerate(docs, start=first):
+            runtime.handle(0, b"u1", orjson.dumps(doc), offset, doc["timestamp"])
+
+    runtime, table, sink = unit_runtime(settings, default_capabilities(settings))
+    feed(runtime, events, 0)
+    assert not [m for m in sink.values(settings.account_shares_topic) if m["kind"] != "done"]
+    if restart:
+        runtime.flush()
+        runtime, _, sink = unit_runtime(settings, default_capabilities(settings), table.recovered())
+    feed(runtime, [later], len(events))
+    sent = [m for m in sink.values(settings.account_shares_topic) if m["kind"] == "share" and m["day"] == DAY]
+    assert len(sent) == 1
+    assert sent[0]["seats"] == [day0 + 7_200_000, 7]
+    assert sent[0]["share"]["users"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import jsonschema_rs
@@ -14,6 +15,7 @@ from streams.config import (SCHEMAS_DIR, SIGNAL_SCHEMA_FILE, WATERMARK_NOTIFY_ST
                             SegmentDimension, load_settings)
 from streams.contract import parse_time_ms
 from streams.days import DayClock
+from streams.lifecycle import SINCE_EVER, View
 from streams.metrics import build_registry, describe
 from streams.rollup import Rollup
 from streams.routing import HomePartitions
@@ -390,3 +392,35 @@ def test_changing_segment_dimensions_under_existing_state_fails_loudly() -> None
     reordered = activity_settings(segments=(SegmentDimension("country", "context"), SegmentDimension("plan")))
     with pytest.raises(ConfigError, match="activity.segments"):
         Feed(reordered, table=feed.table.recovered()).runtime.processor(0)
+
+
+def test_note_records_what_observe_would_or_leaves_the_record_untouched() -> None:
+    """The per-event shortcut (``View.note``) against the full rule (``View.observe``), at random."""
+    rng = random.Random(11)
+    accepted = 0
+    for _ in range(5000):
+        days = sorted(rng.sample([SINCE_EVER, 0, 1, 2, 3, 4, 5], rng.randint(0, 4)))
+        entries = [(d, rng.randint(0, 2), None if d == SINCE_EVER or rng.random() < 0.2 else rng.randint(0, 9))
+                   for d in days]
+        view = View(5, 0, 1, [entries])
+        day, ts, code = rng.randint(0, 6), rng.randint(0, 9), rng.randint(0, 2)
+        shortcut, full = view.copy(), view.copy()
+        if shortcut.note(0, day, ts, code):
+            accepted += 1
+            assert full.observe(0, day, ts, code) is False  # the value from ``day`` on did not change
+            assert shortcut.segs == full.segs  # and the observation time was recorded the same way
+        else:
+            assert shortcut.segs == view.segs
+    assert 300 < accepted < 4700  # both branches were exercised
+
+
+def test_a_record_kept_live_between_flushes_is_written_as_its_stored_form() -> None:
+    view = View(20, 3, 0b1011, [[(SINCE_EVER, 1, None), (19, 2, 1_000), (20, 2, 5_000)], []])
+    state = UserState()
+    state.max_ts = 6_000
+    state.ext["a"] = view
+    blob = state.encode()
+    assert state.ext["a"] == view.dump(6_000)  # the cached record holds bytes again after the flush
+    back = UserState.decode(blob)
+    loaded = View.load(back.ext["a"], 2, back.max_ts)
+    assert (loaded.n, loaded.f, loaded.bits, loaded.segs) == (view.n, view.f, view.bits, view.segs)

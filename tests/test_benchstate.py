@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from streams.benchstate import Workload, measure
@@ -34,3 +36,13 @@ def test_measure_reports_every_user_and_the_real_record_sizes(store: str) -> Non
     assert result["capabilities"] == ["activity"]
     if store == "rocksdb://":
         assert result["disk_bytes"] > 0
+
+
+def test_rocksdb_store_opens_with_the_bounded_options_not_fausts_defaults(tmp_path: Path) -> None:
+    from streams.benchstate import _faust_table
+
+    settings = load_settings(env={}, overrides={"store": "rocksdb://", "rocksdb_block_cache_mb": 8,
+                                                "rocksdb_write_buffer_mb": 4})
+    options = _faust_table(settings, str(tmp_path)).data.rocksdb_options
+    assert (options.block_cache_size, options.write_buffer_size) == (8 << 20, 4 << 20)
+    assert options.max_write_buffer_number * options.write_buffer_size + options.block_cache_size < 64 << 20
