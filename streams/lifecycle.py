@@ -55,13 +55,15 @@ class View(LiveSlot):
     Kept decoded in the user's record between flushes (a :class:`~streams.state.LiveSlot`).
     """
 
-    __slots__ = ("n", "f", "bits", "segs")
+    __slots__ = ("n", "f", "bits", "segs", "newest")
 
     def __init__(self, n: int | None, f: int | None, bits: int, segs: list[list[tuple[int, Any, int | None]]]) -> None:
         self.n = n
         self.f = f
         self.bits = bits
         self.segs = segs
+        self.newest: list[Any] | None = None
+        """Each dimension's newest code, once asked (see :func:`newest_codes`); reset by changes."""
 
     @classmethod
     def load(cls, stored: bytes | None, dims: int, max_ts: int = 0) -> "View":
@@ -135,6 +137,7 @@ class View(LiveSlot):
     def observe(self, dim: int, day: int, ts: int, code: Any) -> bool:
         """Record that an event at ``ts`` (within ``day``) carried ``code``; True when the
         dimension's value from ``day`` on changed (the latest observation of a day wins)."""
+        self.newest = None
         entries = self.segs[dim]
         before = None
         for index, (d, c, t) in enumerate(entries):
@@ -159,8 +162,11 @@ def _order(code: Any) -> tuple[int, Any]:
 def newest_codes(stored: "bytes | View | None", dims: int) -> list[Any]:
     """Each dimension's newest segment code (None: no value yet), read straight from a stored
     record without building a :class:`View` (for readers on the hot path, e.g. usage)."""
-    if stored.__class__ is View:
-        return [entries[-1][1] if entries else None for entries in stored.segs]  # type: ignore[union-attr]
+    if stored.__class__ is View:  # a live record: asked for every event, changed rarely
+        codes = stored.newest  # type: ignore[union-attr]
+        if codes is None:
+            codes = stored.newest = [entries[-1][1] if entries else None for entries in stored.segs]  # type: ignore[union-attr]
+        return codes
     if not stored:
         return [None] * dims
     rec = msgpack.unpackb(stored)
@@ -253,6 +259,7 @@ class Rules:
                         continue
                 kept.append((d, c, t))
             view.segs[dim] = kept
+        view.newest = None
 
     # --- evaluation ----------------------------------------------------------------------
     def is_active(self, view: View, day: int) -> bool:

@@ -99,3 +99,10 @@ def test_bench_measures_both_modes_over_every_event(tmp_path: Path) -> None:
     assert all(r["events"] == 3000 and r["events_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in doc["runs"])
     assert doc["ratio"] == pytest.approx(doc["pipeline"]["events_per_s"] / doc["bare"]["events_per_s"])
     assert "ratio pipeline / bare" in result.stdout.decode()
+    bare, pipeline = doc["runs"]
+    # The bare agent produces nothing; the pipeline's records include sessions and signals (a run
+    # this short ends before its first commit, so before any state changelog record).
+    assert bare["sent"] == {} and bare["handle_us"] == 0
+    assert pipeline["sent"].get("engagement-sessions", 0) > 0 and pipeline["sent"].get("engagement-signals", 0) > 0
+    assert pipeline["handle_us"] > 0
+    assert doc["pipeline"]["outputs_per_event"] == pytest.approx(sum(pipeline["sent"].values()) / 3000)
