@@ -23,6 +23,8 @@ import logging
 from collections import Counter
 from typing import Any, Callable
 
+from faust.exceptions import NotReady
+
 from .config import OUTPUT_KEY_CACHE, OUTPUT_LINGER_MS
 from .routing import HomePartitions
 
@@ -52,11 +54,14 @@ class OutputBuffer:
         """Queue a record; ``partition`` None places it as Kafka's default partitioner would."""
         self._pending.append((topic, key, value, partition))
         if self._timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # no loop (a flush outside the worker): the next drain takes it
-                return
-            self._timer = loop.call_later(OUTPUT_LINGER_MS / 1000, self._kick)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a flush outside the worker): the next drain takes it
+            return
+        self._timer = loop.call_later(OUTPUT_LINGER_MS / 1000, self._kick)
 
     def on_written(self, topic: str, callback: OnWritten) -> None:
         """Call ``callback`` after each batch of ``topic`` is acknowledged (RocksDB's changelog offsets)."""
@@ -81,8 +86,12 @@ class OutputBuffer:
         async with self._lock:
             self._prune()
             while self._pending:
+                try:
+                    producer = self._producer()
+                except NotReady:  # the worker is starting or stopping: keep the records for later
+                    self._schedule()
+                    return
                 pending, self._pending = self._pending, []
-                producer = self._producer()
                 groups: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
                 for topic, key, value, partition in pending:
                     if partition is None:
@@ -148,6 +157,8 @@ class OutputBuffer:
             self._timer.cancel()
             self._timer = None
         await self.drain()
+        if self._pending:
+            raise RuntimeError(f"{len(self._pending)} output records could not be handed to the producer (not running)")
         if self._inflight:
             await asyncio.wait(self._inflight)
         self._prune()

@@ -146,3 +146,30 @@ def test_a_successful_flush_passes_and_leaves_nothing_queued() -> None:
                                                                               (1, [b"1", b"3"])]
     assert after == first
     assert log == ["faust flush", "faust flush"]
+
+
+def test_records_queued_while_the_producer_is_not_running_wait_and_a_flush_then_refuses() -> None:
+    from faust.exceptions import NotReady
+
+    async def run() -> tuple[str, list[Any]]:
+        running: list[_Producer] = []
+
+        def producer() -> _Producer:
+            if not running:
+                raise NotReady("Producer service not yet started")
+            return running[0]
+
+        outputs = OutputBuffer(producer)
+        outputs.send("t", b"k", b"1", 0)
+        try:
+            await outputs.flush()
+            refused = ""
+        except RuntimeError as exc:
+            refused = str(exc)
+        running.append(_Producer())
+        await outputs.flush()  # kept, not dropped: sent once the producer runs
+        return refused, running[0].batches
+
+    refused, batches = asyncio.run(run())
+    assert "not running" in refused
+    assert batches == [("t", 0, [(b"k", b"1")])]
