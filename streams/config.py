@@ -54,6 +54,8 @@ OUTPUT_LINGER_MS = 50
 #: batch to fill (the latency an event may gain when traffic is light).
 INGEST_BATCH_EVENTS = 500
 INGEST_BATCH_WAIT_S = 0.05
+#: The worker's garbage-collector thresholds (Python's default: 700, 10, 10); see ``worker.faust_worker``.
+GC_THRESHOLDS = (20_000, 10, 10)
 #: Faust's count-based commit (``broker_commit_every``, default 10,000 messages), set out of reach:
 #: commits (and the state flushes before them) follow ``commit_interval_s``.
 COMMIT_EVERY_MESSAGES = 1 << 40
