@@ -8,8 +8,8 @@ from typing import Any, Callable
 
 import click
 
-from .config import ConfigError, Settings, load_settings
-from .simulator import DEFAULT_START
+from streams.config import ConfigError, Settings, load_settings
+from streams.sim.simulator import DEFAULT_START
 
 
 def connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -73,7 +73,7 @@ def worker(config_file: str | None, bootstrap: str | None, partitions: int | Non
     if not settings.bootstrap:
         raise click.UsageError("bootstrap: set --bootstrap or ENGAGEMENT_BOOTSTRAP "
                                "(or run 'streams demo' to use the embedded broker)")
-    from .worker import run_worker
+    from streams.runtime.worker import run_worker
 
     run_worker(settings, loglevel)
 
@@ -94,7 +94,7 @@ def produce(config_file: str | None, bootstrap: str | None, partitions: int | No
     settings = settings_from(config_file, bootstrap=bootstrap, partitions=partitions)
     if not settings.bootstrap:
         raise click.UsageError("bootstrap: set --bootstrap or ENGAGEMENT_BOOTSTRAP")
-    from .produce import produce_lines
+    from streams.tools.produce import produce_lines
 
     summary = produce_lines(settings, source, send_invalid=send_invalid, progress=not quiet)
     if summary.invalid and not send_invalid:
@@ -123,7 +123,7 @@ def tail(config_file: str | None, bootstrap: str | None, partitions: int | None,
              "events": settings.events_topic}
     if (topic is None) == (what is None):
         raise click.UsageError("tail: give a TOPIC or --what (not both)")
-    from .tail import tail_topic
+    from streams.tools.tail import tail_topic
 
     tail_topic(settings, topic or roles[what], as_json=as_json, from_end=from_end,
                max_messages=max_messages, idle_timeout=idle_timeout)
@@ -158,8 +158,8 @@ def simulate(users: int, days: int, seed: int, start: Any, max_events: int | Non
             raise click.UsageError(f"{name}: must be greater than 0, got {value}")
     if not 0.0 <= bad_rate <= 1.0:
         raise click.UsageError(f"--bad-rate: must be a share between 0 and 1, got {bad_rate}")
-    from .simexport import export, report
-    from .simulator import SimulationConfig
+    from streams.tools.simulate import export, report
+    from streams.sim.simulator import SimulationConfig
 
     start_ms = int(start.replace(tzinfo=timezone.utc).timestamp() * 1000)
     config = SimulationConfig(users=users, days=days, seed=seed, start_ms=start_ms)
@@ -195,7 +195,7 @@ def demo(config_file: str | None, bootstrap: str | None, partitions: int | None,
             raise click.UsageError(f"{name}: must be greater than 0, got {value}")
     if history_days < 0:
         raise click.UsageError(f"--history-days: must not be negative, got {history_days}")
-    from .demo import run_demo
+    from streams.tools.demo import run_demo
 
     run_demo(settings, config_file=config_file, duration=duration, users=users,
              history_days=history_days, speed=speed, seed=seed, live=not no_live)
@@ -216,7 +216,7 @@ def bench(config_file: str | None, bootstrap: str | None, partitions: int | None
     for name, value in (("--events", n_events), ("--users", users), ("--repeat", repeat)):
         if value <= 0:
             raise click.UsageError(f"{name}: must be greater than 0, got {value}")
-    from .bench import run_bench
+    from streams.tools.bench import run_bench
 
     run_bench(settings, config_file=config_file, n_events=n_events, users=users, repeat=repeat,
               json_out=json_out)
@@ -237,7 +237,7 @@ def report(config_file: str | None, bootstrap: str | None, partitions: int | Non
     settings = settings_from(config_file, bootstrap=bootstrap, partitions=partitions)
     if from_file is None and not settings.bootstrap:
         raise click.UsageError("bootstrap: set --bootstrap or ENGAGEMENT_BOOTSTRAP, or give --from-file")
-    from .report import write_report
+    from streams.tools.report import write_report
 
     shown = write_report(settings, out, source=from_file, idle_timeout=idle_timeout)
     click.echo(f"wrote {out} ({shown} snapshots)")
@@ -267,7 +267,7 @@ def bench_state(config_file: str | None, users: int, days: int, stores: tuple[st
     for name, value in (("--users", users), ("--days", days)):
         if value <= 0:
             raise click.UsageError(f"{name}: must be greater than 0, got {value}")
-    from .benchstate import run_state_bench
+    from streams.tools.bench_state import run_state_bench
 
     run_state_bench(settings, users=users, days=days, seed=seed, stores=stores, capabilities=capabilities,
                     json_out=json_out)
@@ -281,7 +281,7 @@ def bench_state(config_file: str | None, users: int, days: int, stores: tuple[st
 @friendly
 def bench_run(config_file: str, mode: str, expected: int, result: str) -> None:
     """One measured run (started by 'bench'; not for direct use)."""
-    from .benchrun import run_measured
+    from streams.tools.bench_run import run_measured
 
     run_measured(load_settings(config_file), mode, expected, result)
 
@@ -313,7 +313,7 @@ def backtest(config_file: str | None, bootstrap: str | None, partitions: int | N
     settings = settings_from(config_file, bootstrap=bootstrap, partitions=partitions)
     if lead_days < 0 or window_days <= lead_days:
         raise click.UsageError(f"--window-days must be greater than --lead-days (>= 0), got {window_days} and {lead_days}")
-    from .backtest import run_backtest
+    from streams.tools.backtest import run_backtest
 
     try:
         run_backtest(settings, Path(events), Path(labels), lead_days=lead_days, window_days=window_days,

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
-from streams.broker import EmbeddedBroker
+from streams.local.broker import EmbeddedBroker
 from streams.config import Settings, load_settings
-from streams.topics import ensure_topics
-from streams.workerproc import WorkerProcess
+from streams.runtime.topics import ensure_topics
+from streams.local.worker_process import WorkerProcess
 
 
 @pytest.fixture(scope="session")
@@ -56,19 +55,3 @@ def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for proc in started:
         proc.stop(timeout=10)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.3,
-             message: str = "condition") -> Any:
-    """Poll until ``predicate()`` is truthy; fail the test with ``message`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except OSError:
-            last = None
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {message} (last: {last!r})")

@@ -1,0 +1,274 @@
+"""Churn risk: a band (low / medium / high) with the reasons behind it, per user, with hysteresis.
+
+Risk is a sum of points, one term per reason (codes in ``config.RISK_REASONS``):
+
+* ``inactive_days``: silence longer than the user's normal gap between active days (the mean gap
+  of the baseline's active days). From max(``inactive_medium_days``, ``inactive_medium_gaps`` x
+  gap) days on it is worth the medium threshold, growing linearly to the high threshold at
+  max(``inactive_high_days``, ``inactive_high_gaps`` x gap); a user without a baseline yet counts
+  from ``onboarding_inactive_days``. A sudden full stop is judged here only: vacations are sudden,
+  churn is gradual (see the usage drop's anchor below).
+* ``activity_drop``, ``active_time_drop``, ``core_action_drop``: the usage drop, for users with a
+  habit (``habit_active_days`` active days per baseline week). Three independent factors are
+  compared with the user's own baseline weeks: active days per week, active minutes per active
+  day (shorter sessions), core actions per active hour (less done when there). Each factor's drop
+  is measured in the user's own week-to-week spread:
+  ``z = (baseline weekly mean - recent week) / max(spread, drop_spread_floor x mean)``. The
+  weighted mean ``Z`` gives ``drop_points x clamp((Z - drop_z_start) / (drop_z_full - drop_z_start))``.
+  The recent week ends at most ``drop_anchor_days`` after the last active day.
+* ``negative_event``: a cancel or downgrade intent within ``negative_days`` (alone: high).
+* ``escalations``: support escalations within ``escalation_days``, ``escalation_points`` each.
+
+Bands have hysteresis twice over: a user enters medium at ``medium`` points and high at ``high``,
+and leaves them only below ``medium_exit`` / ``high_exit`` and after ``calm_days`` daily
+assessments in a row below them, so a user hovering around a threshold (or dipping into it every
+few days) produces one signal, not one a day. Events raise the band at once; only daily
+assessments lower it. New users (``onboarding_days`` since first seen) have no baseline: they are
+judged by onboarding rules (no drop rules, medium at most unless they show a cancel intent)
+instead of as churners.
+
+The capability listens to the engagement capability's ``engagement_evaluated`` notices (a daily
+one per user as event time advances, and one at once on a negative-intent or escalation event),
+keeps the band in ``state.ext["r"]`` (``[band, calm assessments so far]``) and emits a
+``churn_risk`` signal on each change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple, Sequence
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from streams.core.capability import PartitionCapability
+from streams.config import METRIC_PREFIX, RISK_BANDS, RiskConfig, Settings
+from streams.core.calendar import DayClock
+from streams.capabilities.engagement import NOTICE
+from streams.capabilities.signals import SignalCounts, reason, signal, signal_id
+
+if TYPE_CHECKING:
+    from streams.core.processor import PartitionContext
+    from streams.core.state import UserState
+
+SLOT = "r"
+LOW, MEDIUM, HIGH = 0, 1, 2
+DROP_CODES = ("activity_drop", "active_time_drop", "core_action_drop")
+
+
+class Assessment(NamedTuple):
+    points: float
+    reasons: list[dict[str, Any]]
+    onboarding: bool
+
+
+def _clamp(x: float) -> float:
+    return 0.0 if x < 0 else 1.0 if x > 1 else x
+
+
+def _factors(week: Sequence[float]) -> tuple[float, float | None, float | None]:
+    """(active days, active minutes per active day, core actions per active hour) of a week's
+    [active days, minutes, core actions]."""
+    days, minutes, cores = week
+    return (days, minutes / days if days else None, cores * 60 / minutes if minutes else None)
+
+
+def drop_z(weeks: Sequence[Sequence[float]], recent: Sequence[float], floor: float) -> list[tuple[float, float] | None]:
+    """Per factor, (z, baseline mean): how many of the user's week-to-week spreads the recent week
+    is below the baseline weeks' mean (None: not enough baseline weeks with that factor)."""
+    now = _factors(recent)
+    out: list[tuple[float, float] | None] = []
+    for j in range(3):
+        values = [v for v in (_factors(w)[j] for w in weeks) if v is not None]
+        if len(values) < 2:
+            out.append(None)
+            continue
+        mean = sum(values) / len(values)
+        if mean <= 0:
+            out.append(None)
+            continue
+        spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+        x = now[j] if now[j] is not None else 0.0
+        out.append(((mean - x) / max(spread, floor * mean), mean))
+    return out
+
+
+class RiskRules:
+    """Points and reasons from an ``engagement_evaluated`` payload, and bands with hysteresis."""
+
+    def __init__(self, config: RiskConfig) -> None:
+        self.c = config
+
+    def assess(self, facts: Mapping[str, Any]) -> Assessment:
+        c = self.c
+        onboarding = facts["history_days"] <= c.onboarding_days
+        reasons: list[dict[str, Any]] = []
+        total = 0.0
+        recency, gap = facts.get("recency_days"), facts.get("gap_days")
+        if recency is not None:
+            if gap is None:  # no baseline yet: no normal gap to judge by
+                start, full = c.onboarding_inactive_days, c.inactive_high_days
+                usual = f"first seen {facts['history_days']} days ago"
+            else:
+                start = max(c.inactive_medium_days, c.inactive_medium_gaps * gap)
+                full = max(c.inactive_high_days, c.inactive_high_gaps * gap)
+                usual = f"usually active every {gap:.1f} days"
+            if recency >= start:
+                points = c.medium + (c.high - c.medium) * _clamp((recency - start) / max(1.0, full - start))
+                total += points
+                reasons.append(reason("inactive_days", f"no activity for {recency} days ({usual})", points))
+        if not onboarding:
+            points, drops = self._drop(facts)
+            total += points
+            reasons.extend(drops)
+        negative = facts.get("negative_events") or 0
+        if negative:
+            total += c.negative_points
+            reasons.append(reason("negative_event", f"{negative} cancel or downgrade intent"
+                                  f"{'s' if negative > 1 else ''} in the last {c.negative_days} days",
+                                  c.negative_points))
+        escalations = facts.get("escalations") or 0
+        if escalations:
+            points = min(c.escalation_max_points, escalations * c.escalation_points)
+            total += points
+            reasons.append(reason("escalations", f"{escalations} support escalation"
+                                  f"{'s' if escalations > 1 else ''} in the last {c.escalation_days} days", points))
+        reasons.sort(key=lambda r: -r["points"])
+        return Assessment(min(100.0, total), reasons, onboarding)
+
+    def _drop(self, facts: Mapping[str, Any]) -> tuple[float, list[dict[str, Any]]]:
+        c = self.c
+        weeks, recent = facts.get("weeks") or [], facts.get("anchored")
+        if recent is None or len(weeks) < 2:
+            return 0.0, []
+        means = [sum(w[i] for w in weeks) / len(weeks) for i in range(3)]
+        if means[0] < c.habit_active_days:
+            return 0.0, []
+        enough = (True, means[1] >= c.min_active_minutes, means[2] >= c.min_core_actions)
+        zs = drop_z(weeks, recent, c.drop_spread_floor)
+        parts = [(j, found[0], found[1], w) for j, (found, w) in enumerate(zip(zs, c.drop_weights))
+                 if found is not None and enough[j] and w > 0]
+        if not parts:
+            return 0.0, []
+        weight = sum(w for _, _, _, w in parts)
+        z = sum(w * zj for _, zj, _, w in parts) / weight
+        points = c.drop_points * _clamp((z - c.drop_z_start) / (c.drop_z_full - c.drop_z_start))
+        if points <= 0:
+            return 0.0, []
+        now = _factors(recent)
+        pushes = [(j, zj, mean, w * max(zj, 0.0)) for j, zj, mean, w in parts if zj >= c.drop_z_start]
+        share = sum(p for *_, p in pushes) or 1.0
+        out = []
+        for j, zj, mean, push in pushes:
+            x = now[j] or 0.0
+            text = (f"active on {x:g} of the last 7 days, against {mean:.1f} a week before",
+                    f"{x:.0f} active minutes per active day in the last 7 days, against {mean:.0f} before",
+                    f"{x:.1f} core actions per active hour in the last 7 days, against {mean:.1f} before")[j]
+            out.append(reason(DROP_CODES[j], text, points * push / share))
+        return points, out
+
+    def band(self, previous: int, points: float, onboarding: bool, strong: bool, calm: int) -> int:
+        """The band for ``points`` coming from ``previous``: enter at a threshold, leave below its
+        exit threshold, and only after ``calm_days`` calm assessments (``calm`` counts the earlier
+        ones); onboarding users reach high only on a negative-intent event."""
+        c = self.c
+        if points >= c.high or (previous == HIGH and points >= c.high_exit):
+            band = HIGH
+        elif points >= c.medium or (previous >= MEDIUM and points >= c.medium_exit):
+            band = MEDIUM
+        else:
+            band = LOW
+        if onboarding and band == HIGH and not strong:
+            band = MEDIUM
+        if band < previous and calm + 1 < c.calm_days:
+            return previous
+        return band
+
+    def calm(self, band: int, points: float) -> bool:
+        """Whether an assessment of ``points`` is below the exit threshold of ``band`` (medium or high)."""
+        c = self.c
+        return points < (c.high_exit if band == HIGH else c.medium_exit)
+
+
+class RiskCapability:
+    """The configured churn-risk capability: one :class:`RiskPartition` per partition."""
+
+    name = "risk"
+
+    def __init__(self, settings: Settings, signals: SignalCounts | None = None) -> None:
+        self.settings = settings
+        self.rules = RiskRules(settings.risk)
+        self.clock = DayClock(settings.activity.timezone)
+        self.signals = signals or SignalCounts()
+
+    def for_partition(self, ctx: "PartitionContext") -> "RiskPartition":
+        return RiskPartition(ctx, self)
+
+    def collect(self, parts: Sequence[PartitionCapability]) -> Iterable[Metric]:
+        """Users per risk band (owned partitions) and the signal counter of every engagement signal."""
+        gauge = GaugeMetricFamily(f"{METRIC_PREFIX}_risk_users", "Users per churn-risk band (owned "
+                                  "partitions; sum over workers).", labels=["band"])
+        bands: Counter[int] = Counter()
+        for part in parts:
+            if isinstance(part, RiskPartition):
+                bands.update(part.bands)
+        for code, name in enumerate(RISK_BANDS):
+            gauge.add_metric([name], bands.get(code, 0))
+        yield gauge
+        yield self.signals.family()
+
+
+class RiskPartition(PartitionCapability):
+    """Bands of one partition's users, from engagement notices; a signal on each change."""
+
+    def __init__(self, ctx: "PartitionContext", shared: RiskCapability) -> None:
+        super().__init__(ctx)
+        self.shared = shared
+        self.bands: Counter[int] = Counter()
+
+    def restore(self, key: bytes, state: "UserState") -> None:
+        slot = state.ext.get(SLOT)
+        if slot:
+            self.bands[slot[0]] += 1
+
+    def on_notice(self, key: bytes, state: "UserState", kind: str, payload: Any) -> None:
+        if kind != NOTICE:
+            return
+        rules = self.shared.rules
+        assessment = rules.assess(payload)
+        slot = state.ext.get(SLOT)
+        previous = slot[0] if slot else None
+        calm = slot[1] if slot and len(slot) > 1 else 0
+        strong = any(r["code"] == "negative_event" for r in assessment.reasons)
+        daily = payload["trigger"] == "day"
+        band = rules.band(previous or LOW, assessment.points, assessment.onboarding, strong, calm)
+        if not daily:  # an event can raise the band at once; lowering waits for the daily assessment
+            band = max(band, previous or LOW)
+        if daily:
+            calm = min(calm + 1, self.shared.settings.risk.calm_days) \
+                if band == previous and band != LOW and rules.calm(band, assessment.points) else 0
+        stored = [band, calm] if calm else [band]
+        if stored != slot:
+            state.ext[SLOT] = stored
+            self.ctx.mark_dirty(key, state)
+        if previous == band:
+            return
+        if previous is not None:
+            self.bands[previous] -= 1
+        self.bands[band] += 1
+        if previous is None and band == LOW:
+            return  # first assessment, nothing to act on
+        user = key.decode("utf-8", "replace")
+        old = None if previous is None else RISK_BANDS[previous]
+        new = RISK_BANDS[band]
+        at = payload["at_ms"]
+        self.ctx.emit(self.ctx.settings.signals_topic, key, signal(
+            "churn_risk", signal_id("churn_risk", user, old, new, at), at,
+            self.shared.clock.label(payload["day"]), user, payload.get("account") or state.account,
+            **{"from": old, "to": new, "risk_points": round(assessment.points, 1), "score": payload.get("score"),
+               "reasons": assessment.reasons, "onboarding": assessment.onboarding,
+               "trigger": payload["trigger"]}))
+        self.shared.signals.add("churn_risk", new)
+
+    def figures(self) -> dict[str, Any]:
+        return {f"risk_{name}": self.bands.get(code, 0) for code, name in enumerate(RISK_BANDS)}

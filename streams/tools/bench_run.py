@@ -1,0 +1,107 @@
+"""One measured benchmark run, in its own process: a bare Faust agent, or the full pipeline.
+
+Both modes run the same Faust configuration over the same pre-produced topic, each in a fresh
+consumer group, so their ratio isolates what the pipeline adds to Faust's own per-event cost.
+The clock starts at the first event handled and stops at the N-th: worker start-up and
+consumer-group joins are not counted in either mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import signal
+import time
+from collections import Counter
+from typing import Any
+
+import faust
+import orjson
+
+from streams.runtime.app import build_app, faust_options
+from streams.config import Settings
+from streams.runtime.worker import faust_worker
+
+MODES = ("bare", "pipeline")
+
+
+class _Stopwatch:
+    """Counts handled events; writes the result and stops the worker at the N-th."""
+
+    def __init__(self, expected: int, result_path: str, mode: str) -> None:
+        self.expected = expected
+        self.result_path = result_path
+        self.mode = mode
+        self.count = 0
+        self.first = 0.0
+        self.handling = 0.0
+        """Seconds spent in the pipeline's own per-event code (``Runtime.handle``)."""
+        self.sent: list[Any] = []
+        """Counts of records produced per topic (the pipeline's outputs, changelogs included)."""
+
+    def tick(self, n: int = 1) -> None:
+        if self.count == 0:
+            self.first = time.perf_counter()
+        self.count += n
+        if self.count >= self.expected:
+            self.finish()
+
+    def finish(self) -> None:
+        elapsed = time.perf_counter() - self.first
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with open(self.result_path, "wb") as fh:
+            fh.write(orjson.dumps({"mode": self.mode, "events": self.count, "seconds": elapsed,
+                                   "events_per_s": self.count / elapsed if elapsed else 0.0,
+                                   "peak_rss_mb": peak_kb / 1024, "sent": dict(sum(map(Counter, self.sent), Counter())),
+                                   "handle_us": self.handling / self.count * 1e6 if self.count else 0.0}))
+        self.expected = 1 << 62
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _bare_app(settings: Settings, watch: _Stopwatch) -> faust.App:
+    """A Faust agent that only decodes and counts: the baseline."""
+    app = faust.App(settings.app_id, **faust_options(settings))
+    topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
+                      value_serializer="raw", partitions=settings.partitions)
+    counts: dict[str, int] = {}
+
+    @app.agent(topic, name="bare")
+    async def bare(stream: faust.StreamT) -> None:
+        loads = orjson.loads
+        async for event in stream.events():
+            doc = loads(event.message.value)
+            kind = doc.get("type", "") if isinstance(doc, dict) else ""
+            counts[kind] = counts.get(kind, 0) + 1
+            watch.tick()
+
+    return app
+
+
+def _pipeline_app(settings: Settings, watch: _Stopwatch) -> faust.App:
+    """The worker's app with every capability switched on; counting wraps its handler."""
+    app, runtime = build_app(settings)
+    handle = runtime.handle
+
+    clock = time.perf_counter
+
+    def counted(*args: Any) -> str:
+        started = clock()
+        outcome = handle(*args)
+        watch.handling += clock() - started
+        watch.tick()
+        return outcome
+
+    runtime.handle = counted  # type: ignore[method-assign]
+    watch.sent = [app.monitor.messages_sent_by_topic, app.engagement_outputs.sent]
+    return app
+
+
+def run_measured(settings: Settings, mode: str, expected: int, result_path: str) -> None:
+    """Run one mode until ``expected`` events were handled; the result lands in ``result_path``."""
+    from streams.runtime.topics import ensure_topics
+
+    asyncio.run(ensure_topics(settings))
+    watch = _Stopwatch(expected, result_path, mode)
+    app = _bare_app(settings, watch) if mode == "bare" else _pipeline_app(settings, watch)
+    faust_worker(app, "error").execute_from_commandline()

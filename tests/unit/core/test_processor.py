@@ -1,0 +1,199 @@
+"""Ingest judgement on the hot path: outcomes, de-duplication, lateness, re-keying, recovery."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from streams.core.eventtime import Watermark
+from streams.config import MS_PER_MINUTE
+from streams.core.contract import parse_time_ms
+from streams.core.routing import HomePartitions
+from streams.core.state import UserState
+from tests.support.fakes import unit_runtime, unit_settings
+
+T0 = parse_time_ms("2026-11-02T10:00:00Z")
+assert T0 is not None
+
+
+def ev(event_id: str, user: str = "u1", minute: float = 0, **extra: Any) -> bytes:
+    doc = {"event_id": event_id, "type": "track", "event": "clicked", "user_id": user,
+           "timestamp": T0 + int(minute * MS_PER_MINUTE)}
+    doc.update(extra)
+    return orjson.dumps(doc)
+
+
+def feed(runtime: Any, messages: list[tuple[bytes | None, bytes]], partition: int = 0, start: int = 0) -> list[str]:
+    return [runtime.handle(partition, key, raw, start + i, T0 + 3_600_000) for i, (key, raw) in enumerate(messages)]
+
+
+def test_every_message_gets_one_outcome_and_counts_add_up() -> None:
+    runtime, _, sink = unit_runtime()
+    messages = [
+        (b"u1", ev("a")), (b"u1", ev("b", minute=1)), (b"u1", ev("a")),  # retry of a
+        (b"u2", b"{oops"), (b"u2", orjson.dumps({"type": "track"})), (None, b""),
+        (b"u1", ev("c", minute=-30)),  # older than the watermark (lateness 10 min)
+    ]
+    outcomes = feed(runtime, messages)
+    assert outcomes == ["applied", "applied", "duplicate", "dead_letter", "dead_letter", "dead_letter", "late"]
+    assert sum(runtime.outcomes.values()) == len(messages)
+    dead = sink.values(runtime.settings.dead_letter_topic)
+    assert [d["reason"] for d in dead] == ["invalid_json", "schema", "empty", "late"]
+    assert dead[0]["payload"] == "{oops" and dead[0]["source"]["offset"] == 3
+    assert runtime.dead_letter_reasons == {"invalid_json": 1, "schema": 1, "empty": 1, "late": 1}
+
+
+def test_dead_letter_payload_is_truncated_but_sized() -> None:
+    runtime, _, sink = unit_runtime(unit_settings(dead_letter_payload_bytes=100))
+    raw = b"\xff" + b"x" * 500
+    feed(runtime, [(None, raw)])
+    (record,) = sink.values(runtime.settings.dead_letter_topic)
+    assert record["truncated"] is True and record["payload_bytes"] == 501
+    assert record["payload_encoding"] == "base64"
+
+
+def test_redelivery_after_restart_is_skipped_by_offset() -> None:
+    runtime, table, _ = unit_runtime()
+    feed(runtime, [(b"u1", ev("a")), (b"u1", ev("b", minute=1))])
+    runtime.flush()
+    # A crash after the flush but before the offset commit: the restarted worker recovers the
+    # table from the changelog and sees the same messages again at the same offsets.
+    restarted, _, _ = unit_runtime(table=table.recovered())
+    again = feed(restarted, [(b"u1", ev("a")), (b"u1", ev("b", minute=1)), (b"u1", ev("c", minute=2))])
+    assert again == ["duplicate", "duplicate", "applied"]
+    assert restarted.processor(0).figures()["events"] == 3
+    assert restarted.processor(0).figures()["users"] == 1
+
+
+def test_recovered_watermark_keeps_lateness_decisions() -> None:
+    runtime, table, _ = unit_runtime()
+    feed(runtime, [(b"u1", ev("a", minute=60))])
+    runtime.flush()
+    restarted, _, _ = unit_runtime(table=table.recovered())
+    assert restarted.processor(0).watermark.value == T0 + 50 * MS_PER_MINUTE
+    assert feed(restarted, [(b"u2", ev("x", user="u2", minute=45))], start=5) == ["late"]
+
+
+def test_dedupe_window_is_bounded_per_user() -> None:
+    runtime, _, _ = unit_runtime(unit_settings(dedupe_window=3))
+    feed(runtime, [(b"u1", ev(f"e{i}", minute=i / 10)) for i in range(5)])
+    # e4, e3, e2 are remembered; e0 fell out of the window and counts again.
+    assert feed(runtime, [(b"u1", ev("e4", minute=1)), (b"u1", ev("e0", minute=1))], start=10) == ["duplicate", "applied"]
+
+
+def test_messages_outside_their_home_partition_are_forwarded() -> None:
+    settings = unit_settings(partitions=4)
+    runtime, _, sink = unit_runtime(settings)
+    home = HomePartitions(4, 10)
+    wrong = next(p for p in range(4) if p != home(b"u1"))
+    assert runtime.handle(wrong, b"u1", ev("a"), 0, T0) == "rekeyed"
+    assert runtime.handle(home(b"u1"), None, ev("b"), 0, T0) == "rekeyed"  # unkeyed
+    forwarded = [(k, p) for t, k, _, p in sink.sent if t == settings.events_topic]
+    assert forwarded == [(b"u1", home(b"u1")), (b"u1", home(b"u1"))]
+    assert runtime.handle(home(b"u1"), b"u1", ev("a"), 1, T0) == "applied"
+
+
+def test_flush_writes_each_dirty_user_once() -> None:
+    runtime, table, _ = unit_runtime()
+    feed(runtime, [(f"u{i % 3}".encode(), ev(f"e{i}", user=f"u{i % 3}", minute=i / 10)) for i in range(30)])
+    assert runtime.flush() == 3
+    assert len(table.changelog) == 3
+    assert runtime.flush() == 0
+    decoded = {key: UserState.decode(blob).events for _, key, blob in table.changelog}
+    assert decoded == {b"u0": 10, b"u1": 10, b"u2": 10}
+
+
+def test_user_state_round_trip() -> None:
+    state = UserState()
+    state.last_offset, state.first_ts, state.max_ts, state.events, state.account = 41, T0, T0 + 5, 7, "acct"
+    state.remember(b"12345678", 4)
+    state.ext["x"] = [1, {"y": 2}]
+    again = UserState.decode(state.encode())
+    assert (again.last_offset, again.first_ts, again.max_ts, again.events, again.account, again.recent, again.ext) == \
+        (41, T0, T0 + 5, 7, "acct", [b"12345678"], {"x": [1, {"y": 2}]})
+
+
+def test_idle_partition_advances_with_wall_clock_only_after_idle_period() -> None:
+    mark = Watermark(lateness_ms=1000, idle_ms=30_000)
+    assert mark.observe(10_000, wall_ms=0.0)
+    assert mark.value == 9_000
+    assert not mark.idle_advance(wall_ms=29_000)
+    assert mark.idle_advance(wall_ms=40_000)
+    assert mark.value == 10_000 + 40_000 - 1000
+    assert not mark.observe(5_000, wall_ms=41_000)  # older events never move it back
+
+
+def test_notices_reach_the_other_capabilities_only() -> None:
+    from streams.core.capability import PartitionCapability
+
+    heard: list[tuple[str, str, bytes]] = []
+
+    class Speaker(PartitionCapability):
+        def on_event(self, key: bytes, state: UserState, event: Any) -> None:
+            self.ctx.notify(key, state, "said", {"name": event.name})
+
+        def on_notice(self, key: bytes, state: UserState, kind: str, payload: Any) -> None:
+            heard.append(("speaker", kind, key))
+
+    class Listener(PartitionCapability):
+        def on_notice(self, key: bytes, state: UserState, kind: str, payload: Any) -> None:
+            heard.append(("listener", f"{kind}:{payload['name']}", key))
+
+    class Cap:
+        def __init__(self, name: str, cls: type) -> None:
+            self.name, self.cls = name, cls
+
+        def for_partition(self, ctx: Any) -> PartitionCapability:
+            return self.cls(ctx)
+
+    runtime, _, _ = unit_runtime(capabilities=[Cap("speaker", Speaker), Cap("listener", Listener)])  # type: ignore[list-item]
+    feed(runtime, [(b"u1", ev("a"))])
+    assert heard == [("listener", "said:clicked", b"u1")]
+
+
+def test_no_input_crashes_the_processor_and_every_message_is_accounted_for() -> None:
+    import random
+
+    rng = random.Random(5)
+    base = orjson.loads(ev("seed"))
+    values: list[Any] = [None, True, 0, -1, 2**70, 1.5, "", "x" * 300, [], {}, [1], {"a": None}, "2026-13-45T99:00:00Z",
+                         "\udcff", "2026-11-02T10:00:00+25:00"]
+    messages: list[tuple[bytes | None, bytes | None]] = []
+    for i in range(3000):
+        choice = rng.random()
+        if choice < 0.3:
+            doc = dict(base, event_id=f"r{i}")
+            for _ in range(rng.randint(1, 3)):
+                doc[rng.choice([*base, "sent_at", "anonymous_id", "traits", "context"])] = rng.choice(values)
+            try:
+                raw: bytes | None = orjson.dumps(doc)
+            except TypeError:
+                raw = repr(doc).encode()
+        elif choice < 0.5:
+            raw = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 64)))
+        elif choice < 0.6:
+            raw = None
+        else:
+            raw = ev(f"ok{i}", user=f"u{rng.randrange(20)}", minute=rng.uniform(-20, 60))
+        key = rng.choice([None, b"", b"u1", b"\xff\xfe", f"u{rng.randrange(20)}".encode()])
+        messages.append((key, raw))
+    runtime, _, sink = unit_runtime()
+    outcomes = [runtime.handle(0, key, raw, i, T0) for i, (key, raw) in enumerate(messages)]
+    assert sum(runtime.outcomes.values()) == len(messages)
+    dead = len(sink.values(runtime.settings.dead_letter_topic))
+    assert dead == outcomes.count("dead_letter") + outcomes.count("late")
+    assert outcomes.count("applied") > 0 and outcomes.count("dead_letter") > 0
+
+
+def test_flush_writes_partition_tables_before_the_users_that_refer_to_them() -> None:
+    from streams.config import RESERVED_KEY_PREFIX
+    from streams.core.userstore import UserStore
+    from tests.support.fakes import FakeTable
+
+    table = FakeTable()
+    store = UserStore(table, 100)
+    for name in (b"u1", RESERVED_KEY_PREFIX + b"codes", b"u2"):
+        store.mark_dirty(0, name, UserState())
+    store.flush()
+    assert [key for _, key, _ in table.changelog] == [RESERVED_KEY_PREFIX + b"codes", b"u1", b"u2"]
