@@ -1,0 +1,95 @@
+"""``[risk]``: churn-risk points per reason, band thresholds with hysteresis, onboarding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streams.config.checks import ConfigError, _positive
+from streams.config.engagement import RECENT_DAYS
+
+RISK_BANDS = ("low", "medium", "high")
+#: Reason codes of churn-risk and account-health signals (README.md#engagement-score-churn-risk-and-account-health).
+RISK_REASONS = ("inactive_days", "activity_drop", "core_action_drop", "active_time_drop", "escalations",
+                "negative_event", "low_license_utilization", "low_engagement")
+#: Peer groups smaller than this (in one partition, on one day) are judged against all the
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """``[risk]``: churn-risk points per reason, band thresholds with hysteresis, onboarding."""
+
+    medium: float = 30.0
+    high: float = 55.0
+    """A user enters a band when the risk points reach its threshold ..."""
+    medium_exit: float = 20.0
+    high_exit: float = 45.0
+    """... and leaves it only when they fall below its exit threshold (hysteresis: no flapping)."""
+    drop_points: float = 60.0
+    """Points of a full usage drop (activity_drop, active_time_drop, core_action_drop together)."""
+    drop_z_start: float = 0.25
+    drop_z_full: float = 1.5
+    """The drop is measured in baseline spreads: the recent week is ``z`` week-to-week spreads of the
+    user's own baseline below its weekly mean. Points start at ``drop_z_start`` and are full at
+    ``drop_z_full``."""
+    drop_spread_floor: float = 0.45
+    """The spread used is at least this share of the weekly mean (four weeks estimate it roughly)."""
+    drop_weight_activity: float = 0.4
+    drop_weight_active_time: float = 0.2
+    drop_weight_core_actions: float = 0.4
+    habit_active_days: float = 2.5
+    """Usage drops are judged only for users with a habit: at least this many active days per
+    baseline week. Weekly users are judged by inactivity, which is robust for them."""
+    min_active_minutes: float = 20.0
+    min_core_actions: float = 2.0
+    """A measure joins the drop only with at least this much per baseline week."""
+    drop_anchor_days: int = 2
+    """The recent week ends at most this many days after the last active day: a user who stops
+    entirely is judged by ``inactive_days`` (vacations are sudden, churn is gradual)."""
+    inactive_medium_days: float = 5.0
+    inactive_medium_gaps: float = 2.5
+    inactive_high_days: float = 28.0
+    inactive_high_gaps: float = 4.0
+    """Silence reaches medium after max(days, gaps x the user's normal gap between active days),
+    and grows linearly to high at max(high days, high gaps x gap)."""
+    negative_events: tuple[str, ...] = ("cancel_intent", "downgrade_clicked")
+    negative_points: float = 60.0
+    negative_days: int = 14
+    escalation_events: tuple[str, ...] = ("support_ticket_opened",)
+    escalation_points: float = 30.0
+    escalation_max_points: float = 40.0
+    escalation_days: int = 28
+    onboarding_days: int = 14
+    """Users seen for at most this many days are onboarding: no drop rules, and medium at most
+    (a cancel or downgrade intent aside)."""
+    onboarding_inactive_days: float = 7.0
+    """Users without a baseline yet (about three weeks) have no normal gap: their silence counts
+    from this many days (and grows to high at ``inactive_high_days``)."""
+    calm_days: int = 7
+    """A band is left downwards only after this many daily assessments in a row below its exit
+    threshold: a user who dips to medium every few days stays medium instead of flapping."""
+
+    def __post_init__(self) -> None:
+        _positive("risk", medium=self.medium, high=self.high, drop_points=self.drop_points,
+                  drop_z_full=self.drop_z_full, habit_active_days=self.habit_active_days,
+                  inactive_medium_days=self.inactive_medium_days, inactive_high_days=self.inactive_high_days,
+                  negative_days=self.negative_days, escalation_days=self.escalation_days,
+                  onboarding_inactive_days=self.onboarding_inactive_days)
+        if not 0 <= self.medium_exit <= self.medium < self.high or not self.medium_exit <= self.high_exit <= self.high:
+            raise ConfigError("risk: thresholds must satisfy 0 <= medium_exit <= medium < high and "
+                              f"medium_exit <= high_exit <= high, got {self.medium_exit}, {self.medium}, "
+                              f"{self.high_exit}, {self.high}")
+        if not 0 <= self.drop_z_start < self.drop_z_full:
+            raise ConfigError(f"risk.drop_z_start: must be >= 0 and below drop_z_full, got {self.drop_z_start!r}")
+        if self.inactive_high_days <= self.inactive_medium_days:
+            raise ConfigError("risk.inactive_high_days: must be greater than inactive_medium_days")
+        if not 0 <= self.drop_anchor_days <= RECENT_DAYS:
+            raise ConfigError(f"risk.drop_anchor_days: must be between 0 and {RECENT_DAYS}")
+        if self.onboarding_days < 0 or self.calm_days < 1:
+            raise ConfigError(f"risk: onboarding_days must be >= 0 and calm_days >= 1, got "
+                              f"{self.onboarding_days!r} and {self.calm_days!r}")
+
+    @property
+    def drop_weights(self) -> tuple[float, float, float]:
+        """(activity, active time, core actions)."""
+        return (self.drop_weight_activity, self.drop_weight_active_time, self.drop_weight_core_actions)
+
+__all__ = ['RISK_BANDS', 'RISK_REASONS', 'RiskConfig']
