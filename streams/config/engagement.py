@@ -13,6 +13,7 @@ BASELINE_WEEKS = 4
 BASELINE_DAYS = RECENT_DAYS * BASELINE_WEEKS
 #: Score measures, risk bands, account health bands and signal types, in report order.
 SCORE_MEASURES = ("recency", "frequency", "depth", "core_actions", "trend")
+#: Peer groups smaller than this (in one partition, on one day) are judged against all the
 #: partition's users instead: a percentile among three peers says little.
 MIN_PEERS = 5
 

@@ -11,7 +11,6 @@ RISK_BANDS = ("low", "medium", "high")
 #: Reason codes of churn-risk and account-health signals (README.md#engagement-score-churn-risk-and-account-health).
 RISK_REASONS = ("inactive_days", "activity_drop", "core_action_drop", "active_time_drop", "escalations",
                 "negative_event", "low_license_utilization", "low_engagement")
-#: Peer groups smaller than this (in one partition, on one day) are judged against all the
 
 @dataclass(frozen=True)
 class RiskConfig:
