@@ -42,26 +42,23 @@ scored, so it is not scored again); that account day then misses the partition's
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, MutableMapping, Sequence
 
 import orjson
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from streams.core.capability import PartitionCapability
+from streams.core.capability import Capability, Combiner, Output, PartitionCapability, Shared
 from streams.core.eventtime import NO_TIME
 from streams.config import HEALTH_BANDS, METRIC_PREFIX, RESERVED_KEY_PREFIX, AccountsConfig, Settings
 from streams.core.calendar import DayClock
-from streams.capabilities.engagement import NOTICE, EngagementCapability
+from streams.capabilities.engagement import NOTICE, ScoringSchedule
 from streams.capabilities.signals import SignalCounts, reason, signal, signal_id
 from streams.core.state import UserState
 
 if TYPE_CHECKING:
-    import faust
-
     from streams.core.contract import Event
-    from streams.core.processor import PartitionContext
+    from streams.core.capability import PartitionContext
 
 ACCOUNTS_TABLE = "accounts"
 SHARE_FIELDS = ("users", "active", "score_sum", "trend_recent", "trend_base", "escalations")
@@ -106,7 +103,7 @@ class AccountsPartition(PartitionCapability):
         seats = event.traits.get(self.shared.config.seats_trait)
         if isinstance(seats, bool) or not isinstance(seats, (int, float)) or seats < 0:
             return
-        day = self.seats.setdefault(self.shared.engagement.clock.day(event.ts), {})
+        day = self.seats.setdefault(self.shared.schedule.clock.day(event.ts), {})
         held = day.get(event.account)
         if held is None or (event.ts, int(seats)) > (held[0], held[1]):  # same time: the larger count
             day[event.account] = [event.ts, int(seats)]
@@ -133,11 +130,11 @@ class AccountsPartition(PartitionCapability):
     def on_watermark(self, watermark_ms: int) -> None:
         """Send the shares and the mark of every day the partition has finished scoring (the
         engagement capability scores a day's batch in its own ``on_watermark``, which runs first)."""
-        due = self.shared.engagement.due
+        due = self.shared.schedule.due
         if self.next_mark is None:
             if watermark_ms == NO_TIME:
                 return
-            last = self.shared.engagement.clock.day(watermark_ms)
+            last = self.shared.schedule.clock.day(watermark_ms)
             while due(last) > watermark_ms:
                 last -= 1
             self.next_mark = min([last + 1, *self.days, *self.seats])
@@ -153,7 +150,7 @@ class AccountsPartition(PartitionCapability):
                 self.ctx.mark_dirty(self.key, self.record)
             mark = orjson.dumps({"kind": "done", "partition": self.ctx.partition, "day": day})
             for target in range(self.ctx.settings.partitions):
-                self.ctx.sink.send(self.shared.topic, None, mark, target)
+                self.ctx.send_to(self.shared.topic, target, mark)
             self.next_mark = day + 1
 
 
@@ -322,98 +319,98 @@ class AccountBook:
         return plain
 
 
-class AccountsCapability:
-    """Per-partition account shares (a capability) plus the per-account agent (:meth:`install`)."""
+class AccountCombiner:
+    """The per-account agent's logic (a :class:`~streams.core.capability.Combiner`): shares and
+    seat counts are kept per account in the table, source partitions' day marks per partition of
+    the shares topic; once every source partition has marked a day, the accounts with shares up
+    to it are combined and judged (signals and snapshots)."""
 
     name = "accounts"
+    table = ACCOUNTS_TABLE
 
-    def __init__(self, settings: Settings, engagement: EngagementCapability,
-                 signals: SignalCounts | None = None) -> None:
-        self.settings = settings
-        self.config = settings.accounts
-        self.engagement = engagement
-        self.topic = settings.account_shares_topic
-        self.signals = signals or SignalCounts()
-        self.book = AccountBook(self.config, settings.partitions, engagement.clock, engagement.due, self.signals,
-                                settings.idle_partition_s)
+    def __init__(self, settings: Settings, book: "AccountBook") -> None:
+        self.source = settings.account_shares_topic
+        self.topics = {"signal": settings.signals_topic, "snapshot": settings.metrics_topic}
+        self.book = book
         self.bands: dict[int, dict[bytes, str]] = defaultdict(dict)
         """Band per account, per partition of the shares topic this worker combines (for gauges)."""
         self.pending: dict[int, set[bytes]] = defaultdict(set)
         """Accounts with shares not combined yet, per partition of the shares topic. In memory: after
         a restart an account waits for its next share (its days are combined together then)."""
 
-    def for_partition(self, ctx: "PartitionContext") -> AccountsPartition:
-        return AccountsPartition(ctx, self)
-
-    def install(self, app: "faust.App") -> None:
-        """Add the account agent and its table to the worker's Faust app."""
-        settings = self.settings
-        raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                   partitions=settings.partitions)
-        shares = app.topic(self.topic, **raw)
-        outputs = {"signal": app.topic(settings.signals_topic, **raw),
-                   "snapshot": app.topic(settings.metrics_topic, **raw)}
-        table = app.Table(ACCOUNTS_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes)
+    def apply(self, entries: MutableMapping[bytes, Any], key: bytes | None, message: Mapping[str, Any],
+              partition: int, wall_ms: float) -> Iterable[Output]:
         book = self.book
+        msg = dict(message)
+        if msg["kind"] == "done":
+            marks_key = MARKS_KEY % partition
+            marks, through = book.add_mark(entries.get(marks_key), msg, wall_ms)
+            entries[marks_key] = marks
+            return self._combine(entries, partition, through) if through is not None else ()
+        if key is None:
+            return ()
+        entry = entries.get(key) or book.new_entry()
+        if msg.get("seats"):
+            entry = book.add_seats(entry, {"ts": msg["seats"][0], "seats": msg["seats"][1]})
+        if msg.get("share") is not None:
+            entry = book.add_share(entry, msg)
+            self.pending[partition].add(key)
+        entries[key] = entry
+        return ()
 
-        @app.agent(shares, name="accounts")
-        async def combine(stream: "faust.StreamT") -> None:
-            async for event in stream.events():
-                message = event.message
-                if not message.value:
-                    continue
-                msg = orjson.loads(message.value)
-                if msg["kind"] == "done":
-                    key = MARKS_KEY % message.partition
-                    stored = table.get(key)
-                    marks, through = book.add_mark(orjson.loads(stored) if stored else None, msg,
-                                                   time.time() * 1000)
-                    table[key] = orjson.dumps(marks)
-                    if through is not None:
-                        await self._combine(table, message.partition, through, outputs)
-                    continue
-                stored = table.get(message.key)
-                entry = orjson.loads(stored) if stored else book.new_entry()
-                if msg.get("seats"):
-                    entry = book.add_seats(entry, {"ts": msg["seats"][0], "seats": msg["seats"][1]})
-                if msg.get("share") is not None:
-                    entry = book.add_share(entry, msg)
-                    self.pending[message.partition].add(message.key)
-                table[message.key] = orjson.dumps(entry)
-
-        @app.on_partitions_revoked.connect
-        async def forget(sender: Any, revoked: Any, **kwargs: Any) -> None:
-            for tp in revoked:
-                if tp.topic == self.topic:
-                    self.bands.pop(tp.partition, None)
-                    self.pending.pop(tp.partition, None)
-
-    async def _combine(self, table: Any, partition: int, through: int, outputs: dict[str, Any]) -> None:
+    def _combine(self, entries: MutableMapping[bytes, Any], partition: int, through: int) -> list[Output]:
         """Combine every account of a shares-topic partition with shares up to ``through``."""
+        outputs: list[Output] = []
         pending = self.pending[partition]
         for key in sorted(pending):
-            stored = table.get(key)
-            if not stored:
+            entry = entries.get(key)
+            if not entry:
                 pending.discard(key)
                 continue
-            entry = orjson.loads(stored)
             out = self.book.combine(entry, key.decode(), through)
             if not entry["parts"]:
                 pending.discard(key)
             if not out:
                 continue
-            table[key] = orjson.dumps(entry)
+            entries[key] = entry
             if entry["band"] is not None:
                 self.bands[partition][key] = entry["band"]
-            for role, doc in out:
-                await outputs[role].send(key=key, value=orjson.dumps(doc))
+            outputs.extend((self.topics[role], key, doc) for role, doc in out)
+        return outputs
+
+    def revoke(self, partition: int) -> None:
+        self.bands.pop(partition, None)
+        self.pending.pop(partition, None)
+
+
+class AccountsCapability(Capability):
+    """Per-partition account shares (a capability) plus the per-account combiner (its agent)."""
+
+    name = "accounts"
+    requires = ("engagement",)
+
+    def __init__(self, settings: Settings, shared: Shared | None = None) -> None:
+        super().__init__(settings, shared or Shared())
+        self.config = settings.accounts
+        self.topic = settings.account_shares_topic
+        self.schedule = self.shared.get(ScoringSchedule, lambda: ScoringSchedule(settings))
+        self.signals = self.shared.get(SignalCounts, SignalCounts)
+        self.book = AccountBook(self.config, settings.partitions, self.schedule.clock, self.schedule.due,
+                                self.signals, settings.idle_partition_s)
+        self.combiner = AccountCombiner(settings, self.book)
+
+    def for_partition(self, ctx: "PartitionContext") -> AccountsPartition:
+        return AccountsPartition(ctx, self)
+
+    def combiners(self) -> Sequence[Combiner]:
+        return [self.combiner]
 
     def collect(self, parts: Sequence[PartitionCapability]) -> Iterable[Metric]:
         gauge = GaugeMetricFamily(f"{METRIC_PREFIX}_account_health_accounts", "Accounts per health band, "
                                   "combined by this worker (each account on one worker; sum over workers).",
                                   labels=["band"])
         counts = {band: 0 for band in HEALTH_BANDS}
-        for accounts in list(self.bands.values()):
+        for accounts in list(self.combiner.bands.values()):
             for band in accounts.values():
                 counts[band] += 1
         for band in HEALTH_BANDS:

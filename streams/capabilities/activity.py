@@ -30,17 +30,17 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from streams.core.capability import PartitionCapability
+from streams.core.capability import Capability, Finisher, PartitionCapability, Shared
 from streams.core.eventtime import NO_TIME, iso_ms
 from streams.config import LIFECYCLE_STATES, METRIC_PREFIX, Settings
 from streams.core.calendar import DayClock
 from streams.capabilities.lifecycle import DORMANT, STATE_NAMES, IN_MAU, IN_WAU, Rules, View, merge_into
-from streams.capabilities.snapshots import add_figures, register_finisher
+from streams.capabilities.snapshots import add_figures
 from streams.capabilities.segments import LabelCodes, SegmentSources
 
 if TYPE_CHECKING:
     from streams.core.contract import Event
-    from streams.core.processor import PartitionContext
+    from streams.core.capability import PartitionContext
     from streams.core.state import UserState
 
 SLOT = "a"
@@ -54,13 +54,14 @@ P = METRIC_PREFIX
 WINDOWS = (("1d", "dau"), ("7d", "wau"), ("30d", "mau"))
 
 
-class ActivityCapability:
+class ActivityCapability(Capability):
     """The configured activity capability: one :class:`PartitionActivity` per partition."""
 
     name = "activity"
+    slot = SLOT
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, shared: Shared | None = None) -> None:
+        super().__init__(settings, shared or Shared())
         self.config = settings.activity
         self.dims = tuple(self.config.segments)
         self.sources = SegmentSources(self.dims)
@@ -74,6 +75,9 @@ class ActivityCapability:
 
     def for_partition(self, ctx: "PartitionContext") -> "PartitionActivity":
         return PartitionActivity(ctx, self)
+
+    def finishers(self) -> dict[str, Finisher]:
+        return {KIND: finish_activity_day}
 
     def collect(self, parts: Sequence[PartitionCapability]) -> Iterable[Metric]:
         """Gauges of the open day, summed over this worker's partitions (sum over workers is exact).
@@ -423,7 +427,6 @@ def ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-@register_finisher(KIND)
 def finish_activity_day(figures: dict[str, Any]) -> dict[str, Any]:
     """Stickiness after summing (a ratio of sums, never a sum of ratios), overall and per segment."""
     def finish(group: dict[str, Any]) -> None:

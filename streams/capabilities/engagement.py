@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from streams.core.capability import PartitionCapability
+from streams.core.capability import Capability, PartitionCapability, Shared
 from streams.capabilities.classify import Classifier
 from streams.config import (BASELINE_DAYS, BASELINE_WEEKS, METRIC_PREFIX, MIN_PEERS, MS_PER_MINUTE, RECENT_DAYS,
                      SCORE_MEASURES, Settings)
@@ -62,7 +62,7 @@ from streams.capabilities.signals import SignalCounts, signal, signal_id
 
 if TYPE_CHECKING:
     from streams.core.contract import Event
-    from streams.core.processor import PartitionContext
+    from streams.core.capability import PartitionContext
     from streams.core.state import UserState
 
 TIMER = "engagement:day"
@@ -218,38 +218,50 @@ class ScoreModel:
         return int(round(100 * total))
 
 
-class EngagementCapability:
+class ScoringSchedule:
+    """When a day is scored: the watermark has passed its end plus a settle time (the session
+    timeout plus a minute by default, so the day's sessions have closed). Account shares follow
+    the same schedule."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.clock = DayClock(settings.activity.timezone)
+        self.settle_ms = int(settings.engagement.settle_s * 1000) if settings.engagement.settle_s > 0 \
+            else settings.sessions.timeout_ms + MS_PER_MINUTE
+
+    def due(self, day: int) -> int:
+        """When day ``day`` is scored."""
+        return self.clock.end(day) + self.settle_ms
+
+    def day_of_due(self, due_ms: int) -> int:
+        return self.clock.day(due_ms - self.settle_ms - 1)
+
+
+class EngagementCapability(Capability):
     """The configured engagement capability: one :class:`EngagementPartition` per partition."""
 
     name = "engagement"
+    slot = SLOT
 
-    def __init__(self, settings: Settings, classifier: Classifier | None = None,
-                 signals: SignalCounts | None = None) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, shared: Shared | None = None) -> None:
+        super().__init__(settings, shared or Shared())
         self.config = settings.engagement
         self.risk = settings.risk
         self.model = ScoreModel(settings)
-        self.classifier = classifier or Classifier(settings.usage)
+        self.classifier = self.shared.get(Classifier, lambda: Classifier(settings.usage))
         self.core_weights = [a.weight for a in settings.usage.core_actions]
-        self.clock = DayClock(settings.activity.timezone)
+        self.schedule = self.shared.get(ScoringSchedule, lambda: ScoringSchedule(settings))
+        self.clock = self.schedule.clock
+        self.due = self.schedule.due
+        self.day_of_due = self.schedule.day_of_due
         names = [d.name for d in settings.activity.segments]
         self.peer_index = names.index(self.config.peer_segment) if self.config.peer_segment in names else None
         self.negative = frozenset(self.risk.negative_events)
         self.escalation = frozenset(self.risk.escalation_events)
         self.marked = self.negative | self.escalation
-        self.settle_ms = int(self.config.settle_s * 1000) if self.config.settle_s > 0 \
-            else settings.sessions.timeout_ms + MS_PER_MINUTE
-        self.signals = signals or SignalCounts()
+        self.signals = self.shared.get(SignalCounts, SignalCounts)
         self.thresholds = tuple(self.config.thresholds)
         edges = (0.0, *self.thresholds, 100.0)
         self.level_names = tuple(f"{lo:g}-{hi:g}" for lo, hi in zip(edges, edges[1:]))
-
-    def due(self, day: int) -> int:
-        """When day ``day`` is scored: the watermark has passed its end plus the settle time."""
-        return self.clock.end(day) + self.settle_ms
-
-    def day_of_due(self, due_ms: int) -> int:
-        return self.clock.day(due_ms - self.settle_ms - 1)
 
     def for_partition(self, ctx: "PartitionContext") -> "EngagementPartition":
         return EngagementPartition(ctx, self)

@@ -41,14 +41,14 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from streams.core.capability import PartitionCapability
+from streams.core.capability import Capability, PartitionCapability, Shared
 from streams.config import METRIC_PREFIX, RISK_BANDS, RiskConfig, Settings
 from streams.core.calendar import DayClock
 from streams.capabilities.engagement import NOTICE
 from streams.capabilities.signals import SignalCounts, reason, signal, signal_id
 
 if TYPE_CHECKING:
-    from streams.core.processor import PartitionContext
+    from streams.core.capability import PartitionContext
     from streams.core.state import UserState
 
 SLOT = "r"
@@ -190,16 +190,18 @@ class RiskRules:
         return points < (c.high_exit if band == HIGH else c.medium_exit)
 
 
-class RiskCapability:
+class RiskCapability(Capability):
     """The configured churn-risk capability: one :class:`RiskPartition` per partition."""
 
     name = "risk"
+    slot = SLOT
+    requires = ("engagement",)
 
-    def __init__(self, settings: Settings, signals: SignalCounts | None = None) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, shared: Shared | None = None) -> None:
+        super().__init__(settings, shared or Shared())
         self.rules = RiskRules(settings.risk)
         self.clock = DayClock(settings.activity.timezone)
-        self.signals = signals or SignalCounts()
+        self.signals = self.shared.get(SignalCounts, SignalCounts)
 
     def for_partition(self, ctx: "PartitionContext") -> "RiskPartition":
         return RiskPartition(ctx, self)

@@ -15,7 +15,7 @@ from streams.capabilities.lifecycle import newest_codes
 
 if TYPE_CHECKING:
     from streams.capabilities.activity import PartitionActivity
-    from streams.core.processor import PartitionContext
+    from streams.core.capability import PartitionContext
     from streams.core.state import UserState
 
 Codes = tuple[Any, ...]

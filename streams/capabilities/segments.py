@@ -18,7 +18,7 @@ from streams.core.state import UserState
 
 if TYPE_CHECKING:
     from streams.core.contract import Event
-    from streams.core.processor import PartitionContext
+    from streams.core.capability import PartitionContext
 
 def labels_key(partition: int) -> bytes:
     """The partition's code tables: a reserved key (never a user id: it starts with a zero byte)

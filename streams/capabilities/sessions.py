@@ -41,18 +41,17 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from streams.core.capability import PartitionCapability
+from streams.core.capability import Capability, Finisher, PartitionCapability, Shared
 from streams.capabilities.classify import Classifier
 from streams.core.eventtime import iso_ms
 from streams.config import ACTIVITY_TYPES, METRIC_PREFIX, SESSION_QUEUE_MAX, Settings
 from streams.capabilities.daywindows import DayPublisher, start_day
 from streams.core.calendar import DayClock
-from streams.capabilities.snapshots import register_finisher
 from streams.capabilities.segment_reader import SegmentReader
 
 if TYPE_CHECKING:
     from streams.core.contract import Event
-    from streams.core.processor import PartitionContext
+    from streams.core.capability import PartitionContext
     from streams.core.state import UserState
 
 SLOT = "s"
@@ -462,7 +461,6 @@ class SessionDay:
                 "active_time_seconds_buckets": self.active.cumulative()}
 
 
-@register_finisher("sessions_day")
 def finish_sessions_day(figures: dict[str, Any]) -> dict[str, Any]:
     """Averages after summing the partitions (a ratio of sums)."""
     sessions = figures.get("sessions", 0)
@@ -471,19 +469,23 @@ def finish_sessions_day(figures: dict[str, Any]) -> dict[str, Any]:
     return figures
 
 
-class Sessions:
+class Sessions(Capability):
     """The sessions capability: one :class:`SessionsPartition` per assigned partition."""
 
     name = "sessions"
+    slot = SLOT
 
-    def __init__(self, settings: Settings, classifier: Classifier | None = None) -> None:
-        self.settings = settings
-        self.classifier = classifier or Classifier(settings.usage)
+    def __init__(self, settings: Settings, shared: Shared | None = None) -> None:
+        super().__init__(settings, shared or Shared())
+        self.classifier = self.shared.get(Classifier, lambda: Classifier(settings.usage))
         self.clock = DayClock(settings.activity.timezone)
         self.start_day = start_day(settings, self.clock)
         self._instances: list[SessionsPartition] = []
         self._retired_duration = BucketCounts(settings.sessions.duration_buckets_s)
         self._retired_active = BucketCounts(settings.sessions.active_time_buckets_s)
+
+    def finishers(self) -> dict[str, Finisher]:
+        return {"sessions_day": finish_sessions_day}
 
     def for_partition(self, ctx: "PartitionContext") -> SessionsPartition:
         # A partition assigned again replaces its old instance: at most one kept per partition.

@@ -2,13 +2,14 @@
 
 Each source partition publishes its additive share of a snapshot (kind + period, e.g.
 ``activity_day`` / ``2026-11-02``) to the partials topic, keyed ``kind|period``; so one partition
-of that topic, and one worker, owns each snapshot. This agent keeps the latest share of every
-partition in a changelog-backed table (a restart resumes where it stopped), sums them (nested
-dicts recursively) and publishes the result on the metrics topic: provisional while some
-partition has not closed the period, final once all ``settings.partitions`` have.
+of that topic, and one worker, owns each snapshot. The rollup (:class:`RollupCombiner`, run by
+the runtime as an agent) keeps the latest share of every partition in a changelog-backed table (a
+restart resumes where it stopped), sums them (nested dicts recursively) and publishes the result on
+the metrics topic: provisional while some partition has not closed the period, final once all
+``settings.partitions`` have.
 
-Ratios cannot be summed, so they are derived after summing by a per-kind finisher; a capability
-registers its own with :func:`register_finisher` (``@register_finisher("sessions_day")``).
+Ratios cannot be summed, so they are derived after summing by a per-kind finisher, which the
+capability publishing that kind declares (``Capability.finishers``).
 
 Output ids are deterministic: ``kind|period|final`` for the one final snapshot, and the hash of
 the content for provisional ones, so a replay re-emits the same ids and a consumer can de-duplicate.
@@ -17,33 +18,14 @@ the content for provisional ones, so a replay re-emits the same ids and a consum
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Iterable, Mapping, MutableMapping
 
 import orjson
 
-if TYPE_CHECKING:
-    import faust
-
-    from streams.config import Settings
+from streams.config import Settings
+from streams.core.capability import Finisher, Output
 
 ROLLUP_TABLE = "rollup"
-Finisher = Callable[[dict[str, Any]], dict[str, Any]]
-_FINISHERS: dict[str, Finisher] = {}
-
-
-def register_finisher(kind: str) -> Callable[[Finisher], Finisher]:
-    """Decorator: derive a kind's ratios (or anything non-additive) from its summed figures."""
-
-    def register(fn: Finisher) -> Finisher:
-        _FINISHERS[kind] = fn
-        return fn
-
-    return register
-
-
-def finish(kind: str, figures: dict[str, Any]) -> dict[str, Any]:
-    fn = _FINISHERS.get(kind)
-    return fn(figures) if fn is not None else figures
 
 
 def add_figures(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
@@ -75,8 +57,9 @@ class Rollup:
     table keeps one small record per period).
     """
 
-    def __init__(self, partitions: int) -> None:
+    def __init__(self, partitions: int, finishers: Mapping[str, Finisher] | None = None) -> None:
         self.partitions = partitions
+        self.finishers = dict(finishers or {})
 
     def apply(self, entry: dict[str, Any] | None, partial: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """(new entry, snapshot to publish or None)."""
@@ -102,47 +85,32 @@ class Rollup:
             total = add_figures(total, shares[key]["figures"])
         finals = sum(1 for share in shares.values() if share["final"])
         final = finals >= self.partitions
-        figures = finish(kind, total)
+        finisher = self.finishers.get(kind)
+        figures = finisher(total) if finisher is not None else total
         return {"id": snapshot_id(kind, period, final, figures), "kind": kind, "period": period,
                 "final": final, "partitions": self.partitions, "partitions_reported": len(shares),
                 "partitions_final": finals, "figures": figures}
 
 
-Outputs = list[tuple[str, dict[str, Any]]]
+class RollupCombiner:
+    """The rollup as a combiner (see :class:`~streams.core.capability.Combiner`): partials in,
+    combined snapshots out on the metrics topic, keyed like the partial (``kind|period``)."""
 
+    name = "rollup"
+    table = ROLLUP_TABLE
 
-def install_table_agent(app: "faust.App", settings: "Settings", name: str, source: str, table_name: str,
-                        apply: Callable[[dict[str, Any] | None, dict[str, Any], int], tuple[dict[str, Any], Outputs]]) -> None:
-    """An agent that folds JSON messages of ``source`` into a changelog-backed table entry per key
-    and publishes what ``apply(entry, message, partition)`` returns as ``(topic, document)`` pairs,
-    keyed like the message. Reused by every combiner of partition shares (the rollup, accounts)."""
-    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-               partitions=settings.partitions)
-    topics: dict[str, Any] = {}
-    table = app.Table(table_name, partitions=settings.partitions, key_type=bytes, value_type=bytes)
+    def __init__(self, settings: Settings, finishers: Mapping[str, Finisher]) -> None:
+        self.source = settings.partials_topic
+        self.metrics_topic = settings.metrics_topic
+        self.rollup = Rollup(settings.partitions, finishers)
 
-    @app.agent(app.topic(source, **raw), name=name)
-    async def combine(stream: "faust.StreamT") -> None:
-        async for event in stream.events():
-            message = event.message
-            if message.key is None or not message.value:
-                continue
-            stored = table.get(message.key)
-            entry, outputs = apply(orjson.loads(stored) if stored else None, orjson.loads(message.value),
-                                   message.partition)
-            table[message.key] = orjson.dumps(entry)
-            for topic, doc in outputs:
-                if topic not in topics:
-                    topics[topic] = app.topic(topic, **raw)
-                await topics[topic].send(key=message.key, value=orjson.dumps(doc))
+    def apply(self, entries: MutableMapping[bytes, Any], key: bytes | None, message: Mapping[str, Any],
+              partition: int, wall_ms: float) -> Iterable[Output]:
+        if key is None:
+            return ()
+        entry, snapshot = self.rollup.apply(entries.get(key), dict(message))
+        entries[key] = entry
+        return () if snapshot is None else [(self.metrics_topic, key, snapshot)]
 
-
-def install_rollup(app: "faust.App", settings: "Settings") -> None:
-    """Add the rollup agent and its table to a worker's Faust app."""
-    rollup = Rollup(settings.partitions)
-
-    def apply(entry: dict[str, Any] | None, partial: dict[str, Any], partition: int) -> tuple[dict[str, Any], Outputs]:
-        entry, snapshot = rollup.apply(entry, partial)
-        return entry, [] if snapshot is None else [(settings.metrics_topic, snapshot)]
-
-    install_table_agent(app, settings, "rollup", settings.partials_topic, ROLLUP_TABLE, apply)
+    def revoke(self, partition: int) -> None:
+        """Nothing is kept outside the table."""

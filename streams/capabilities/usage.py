@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from streams.core.capability import PartitionCapability
+from streams.core.capability import Capability, Finisher, PartitionCapability, Shared
 from streams.capabilities.classify import Classifier
 from streams.core.eventtime import NO_TIME
 from streams.config import (ACTIVE_WINDOWS, ACTIVITY_TYPES, CADENCE_DAYS, CORE_ACTION_WINDOWS,
@@ -28,13 +28,13 @@ from streams.config import (ACTIVE_WINDOWS, ACTIVITY_TYPES, CADENCE_DAYS, CORE_A
 from streams.capabilities.daywindows import (Coverage, DayPublisher, DayTotals, bump, covered_runs, newly_covered,
                         prune, shift, start_day)
 from streams.core.calendar import DayClock
-from streams.capabilities.snapshots import add_figures, register_finisher
+from streams.capabilities.snapshots import add_figures
 from streams.capabilities.sessions import SESSION_STARTED
 from streams.capabilities.segment_reader import Codes, SegmentReader
 
 if TYPE_CHECKING:
     from streams.core.contract import Event
-    from streams.core.processor import PartitionContext
+    from streams.core.capability import PartitionContext
     from streams.core.state import UserState
 
 SLOT = "u"
@@ -428,7 +428,6 @@ def _ratio(part: float, whole: float) -> float | None:
     return part / whole if whole else None
 
 
-@register_finisher(KIND)
 def finish_usage_day(figures: dict[str, Any]) -> dict[str, Any]:
     """Ratios of the summed partitions (never sums of ratios): engagement, visit frequency against
     the cadence, feature adoption, overall and per segment."""
@@ -459,17 +458,21 @@ def _engagement(total: int, active: int, visits: int) -> float | None:
     return active / total * (visits / active if active else 0.0)
 
 
-class Usage:
+class Usage(Capability):
     """The usage capability: one :class:`UsagePartition` per assigned partition."""
 
     name = "usage"
+    slot = SLOT
 
-    def __init__(self, settings: Settings, classifier: Classifier | None = None) -> None:
-        self.settings = settings
-        self.classifier = classifier or Classifier(settings.usage)
+    def __init__(self, settings: Settings, shared: Shared | None = None) -> None:
+        super().__init__(settings, shared or Shared())
+        self.classifier = self.shared.get(Classifier, lambda: Classifier(settings.usage))
         self.cadence_days = CADENCE_DAYS[settings.usage.cadence]
         self.clock = DayClock(settings.activity.timezone)
         self.start_day = start_day(settings, self.clock)
+
+    def finishers(self) -> dict[str, Finisher]:
+        return {KIND: finish_usage_day}
 
     def for_partition(self, ctx: "PartitionContext") -> UsagePartition:
         return UsagePartition(ctx, self)

@@ -27,7 +27,7 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
                 return value
             if not isinstance(value, dict):
                 raise ValueError
-            return _load_section(kind, value, name)
+            return load_section(kind, value, name)
         if origin in (tuple, list):
             items = value.split(",") if isinstance(value, str) else value
             if not isinstance(items, (list, tuple)):
@@ -68,7 +68,7 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
         raise ConfigError(f"{name}: expected {label}, got {value!r}") from None
 
 
-def _load_section(cls: Any, section: Mapping[str, Any], where: str) -> Any:
+def load_section(cls: Any, section: Mapping[str, Any], where: str) -> Any:
     """Build a (nested) settings dataclass from a TOML table, rejecting unknown keys by name."""
     kinds = typing.get_type_hints(cls)
     values = {}
@@ -122,6 +122,7 @@ def load_settings(
     kinds = typing.get_type_hints(Settings)
     sections = {f.name for f in fields(Settings) if dataclasses.is_dataclass(kinds[f.name])}
     values: dict[str, Any] = {}
+    foreign: dict[str, dict[str, Any]] = {}
 
     path = config_file or env.get(f"{ENV_PREFIX}CONFIG")
     if path:
@@ -137,17 +138,17 @@ def load_settings(
                 raise ConfigError(f"config: [{table}] in {path} must be a table")
             if table == "pipeline":
                 for key, value in content.items():
-                    if key not in kinds or key in sections:
+                    if key not in kinds or key in sections or key == "plugin_sections":
                         raise ConfigError(f"[pipeline].{key}: unknown setting (in {path})")
                     values[key] = _coerce(f"[pipeline].{key}", value, kinds[key])
             elif table in sections:
-                values[table] = _load_section(kinds[table], content, f"[{table}]")
-            else:
-                raise ConfigError(f"[{table}]: unknown section (in {path})")
+                values[table] = load_section(kinds[table], content, f"[{table}]")
+            else:  # a plug-in capability's section: checked by the capability itself
+                foreign[table] = content
 
     for f in fields(Settings):
         var = f"{ENV_PREFIX}{f.name.upper()}"
-        if var in env and f.name not in sections:
+        if var in env and f.name not in sections and f.name != "plugin_sections":
             values[f.name] = _coerce(var, env[var], kinds[f.name])
 
     for key, value in (overrides or {}).items():
@@ -157,8 +158,11 @@ def load_settings(
             raise ConfigError(f"unknown setting {key!r}")
         values[key] = _coerce(f"--{key.replace('_', '-')}", value, kinds[key])
 
+    if foreign:
+        if not values.get("plugins"):
+            raise ConfigError(f"[{sorted(foreign)[0]}]: unknown section (in {path})")
+        values["plugin_sections"] = foreign
     return check_settings(Settings(**values))
-
 
 
 def settings_to_toml(settings: Settings) -> str:
@@ -174,6 +178,8 @@ def settings_to_toml(settings: Settings) -> str:
         value = getattr(settings, f.name)
         if dataclasses.is_dataclass(kinds[f.name]):
             doc[f.name] = dataclasses.asdict(value)
+        elif f.name == "plugin_sections":
+            doc.update(value)
         else:
             doc["pipeline"][f.name] = list(value) if isinstance(value, tuple) else value
     return tomli_w.dumps(doc)

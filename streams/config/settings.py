@@ -87,6 +87,15 @@ class Settings:
     at most ``ROCKSDB_WRITE_BUFFERS`` of them (Faust's default: three of 64 MB)."""
 
     # --- capabilities (one TOML section each) --------------------------------------------
+    capabilities: tuple[str, ...] = ()
+    """Built-in capabilities to run, by name (``activity``, ``sessions``, ``usage``, ``engagement``,
+    ``risk``, ``accounts``); empty: all of them. They always run in the registry's order."""
+    plugins: tuple[str, ...] = ()
+    """Capabilities from outside the package, as ``module:Class``, run after the built-in ones
+    (see docs/capabilities.md). Their settings are TOML sections named after them."""
+    plugin_sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Internal: the TOML sections of plug-in capabilities, read by each capability
+    (:meth:`~streams.core.capability.Capability.section`)."""
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
     usage: UsageConfig = field(default_factory=UsageConfig)
     activity: ActivityConfig = field(default_factory=ActivityConfig)

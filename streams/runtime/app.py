@@ -16,13 +16,14 @@ import faust
 from prometheus_client import generate_latest
 
 from streams.runtime import tansu
+from streams.capabilities.registry import build_capabilities
 from streams.core.capability import Capability
 from streams.config import (COMMIT_EVERY_MESSAGES, INGEST_BATCH_EVENTS, INGEST_BATCH_WAIT_S, PRODUCER_LINGER_MS,
                      PRODUCER_MAX_BATCH_BYTES, Settings)
 from streams.runtime.monitor import WorkerCollector, WorkerMonitor
+from streams.runtime.agents import install_agents
 from streams.runtime.metrics import build_registry
 from streams.runtime.outputs import OutputBuffer
-from streams.capabilities.snapshots import install_rollup
 from streams.runtime.partitions import Runtime
 from streams.core.userstore import UserStore
 
@@ -118,9 +119,7 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
     if not settings.bootstrap:
         raise ValueError("build_app needs settings.bootstrap")
     if capabilities is None:
-        from streams.capabilities.registry import default_capabilities
-
-        capabilities = default_capabilities(settings)
+        capabilities = build_capabilities(settings)
     app = EngagementApp(settings.app_id, **faust_options(settings))
     app.engagement_settings = settings
     outputs = app.engagement_outputs = OutputBuffer(lambda: app.producer._ensure_producer())
@@ -170,10 +169,6 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
                          "outcomes": dict(runtime.outcomes),
                          "dead_letter_reasons": dict(runtime.dead_letter_reasons)})
 
-    install_rollup(app, settings)
-    for cap in capabilities:  # capabilities with agents of their own (e.g. the account combiner)
-        install = getattr(cap, "install", None)
-        if install is not None:
-            install(app)
+    install_agents(app, settings, capabilities)
     app.engagement_runtime = runtime  # type: ignore[attr-defined]
     return app, runtime

@@ -9,7 +9,8 @@ from typing import Any, Iterable, Sequence
 from streams.core.capability import Capability
 from streams.config import Settings
 from streams.core.contract import Decoder
-from streams.core.processor import PartitionProcessor, Sink
+from streams.core.capability import Sink
+from streams.core.processor import PartitionProcessor
 from streams.core.routing import HomePartitions
 from streams.core.userstore import UserStore
 

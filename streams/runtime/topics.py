@@ -7,18 +7,21 @@ import asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from streams.capabilities.registry import build_capabilities
 from streams.config import Settings
 
 
 async def ensure_topics(settings: Settings, attempts: int = 20) -> list[str]:
-    """Create the events and output topics with the configured partitions; returns those created."""
+    """Create the events and output topics (the pipeline's and the capabilities' own) with the
+    configured partitions; returns those created."""
+    wanted = [settings.events_topic, *settings.output_topics]
+    wanted += [topic for cap in build_capabilities(settings) for topic in cap.topics() if topic not in wanted]
     last: Exception | None = None
     for _ in range(attempts):
         admin = AIOKafkaAdminClient(**settings.kafka_client_options())
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            wanted = [settings.events_topic, *settings.output_topics]
             new = [NewTopic(name, settings.partitions, settings.replication_factor)
                    for name in wanted if name not in existing]
             if new:

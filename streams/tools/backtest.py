@@ -99,11 +99,11 @@ def watermark_pushers(settings: Settings, at_ms: int) -> list[tuple[bytes, bytes
 def end_of_replay(settings: Settings, last_ms: int) -> int:
     """An event time whose watermark has passed the end of the last day of the file plus the
     time a day needs to be scored (settle), but no further."""
-    from streams.capabilities.engagement import EngagementCapability
+    from streams.capabilities.engagement import ScoringSchedule
 
-    engagement = EngagementCapability(settings)
-    last_day = engagement.clock.day(last_ms)
-    return engagement.due(last_day) + settings.allowed_lateness_ms + MS_PER_MINUTE
+    schedule = ScoringSchedule(settings)
+    last_day = schedule.clock.day(last_ms)
+    return schedule.due(last_day) + settings.allowed_lateness_ms + MS_PER_MINUTE
 
 
 def _consumed(worker: WorkerProcess) -> int:

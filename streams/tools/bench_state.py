@@ -136,7 +136,7 @@ def measure(settings: Settings, users: int, days: int, seed: int, capabilities: 
             progress: bool = True) -> dict[str, Any]:
     """One run in this process: feed the workload, then measure state bytes and RSS growth."""
     from streams.capabilities.activity import ActivityCapability
-    from streams.capabilities.registry import default_capabilities
+    from streams.capabilities.registry import build_capabilities
     from streams.runtime.partitions import Runtime
     from streams.core.state import UserState
     from streams.core.userstore import UserStore
@@ -146,7 +146,7 @@ def measure(settings: Settings, users: int, days: int, seed: int, capabilities: 
         table = _faust_table(settings, data_dir)
         sink = _Discard()
         store = UserStore(table, settings.state_cache_users, sink.changelog)
-        caps = default_capabilities(settings) if capabilities == "all" else [ActivityCapability(settings)]
+        caps = build_capabilities(settings) if capabilities == "all" else [ActivityCapability(settings)]
         runtime = Runtime(settings, store, sink, caps)
         runtime.processor(0)
         workload = Workload(users, days, seed)
@@ -186,7 +186,7 @@ def measure(settings: Settings, users: int, days: int, seed: int, capabilities: 
                 "activity_slot_bytes_per_user": slot_bytes / max(records, 1),
                 "rss_growth_bytes": rss_after - rss_before, "rss_growth_mb": (rss_after - rss_before) / 2**20,
                 "rss_growth_bytes_per_user": (rss_after - rss_before) / max(records, 1),
-                "disk_bytes": disk, "timers_pending": len(proc.ctx._timers),
+                "disk_bytes": disk, "timers_pending": len(proc.timers),
                 "activity_check_bytes": sum(len(b) for cap in proc.capabilities
                                             for b in getattr(cap, "checks", {}).values()),
                 "decoded_cache_users": settings.state_cache_users, "home_cache_keys": len(runtime.home),

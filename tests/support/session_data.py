@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from streams.capabilities.registry import default_capabilities
+from streams.capabilities.registry import build_capabilities
 from streams.config import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, MS_PER_SECOND
 from streams.core.contract import parse_time_ms
 from streams.core.routing import HomePartitions
@@ -107,7 +107,7 @@ class Pipeline:
 
     def __init__(self, table: Any = None, **overrides: Any) -> None:
         self.settings = unit_settings(**overrides)
-        self.runtime, self.table, self.sink = unit_runtime(self.settings, default_capabilities(self.settings), table)
+        self.runtime, self.table, self.sink = unit_runtime(self.settings, build_capabilities(self.settings), table)
         self.accepted: list[dict[str, Any]] = []
         self.offset = 0
 

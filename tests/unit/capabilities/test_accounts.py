@@ -155,7 +155,7 @@ def test_a_new_account_is_signalled_once_it_has_settled() -> None:
 def test_partition_shares_after_a_crash_and_replay_equal_a_straight_run() -> None:
     """The last share each (account, partition, day) gets is what the combiner uses: a replay after
     a crash must leave every one equal to a run without crash, and mark every day."""
-    from streams.capabilities.registry import default_capabilities
+    from streams.capabilities.registry import build_capabilities
     from tests.support.engagement_feed import History, weekdays
     from tests.support.fakes import unit_runtime, unit_settings
 
@@ -181,17 +181,17 @@ def test_partition_shares_after_a_crash_and_replay_equal_a_straight_run() -> Non
         for offset, doc in enumerate(part, start=first):
             runtime.handle(0, doc["user_id"].encode(), orjson.dumps(doc), offset, doc["timestamp"])
 
-    straight, _, sink = unit_runtime(settings, default_capabilities(settings))
+    straight, _, sink = unit_runtime(settings, build_capabilities(settings))
     feed(straight, docs, 0)
     expected, marked = shares(sink)
     assert len({day for _, _, day in expected}) >= 30
 
-    crashing, table, sink1 = unit_runtime(settings, default_capabilities(settings))
+    crashing, table, sink1 = unit_runtime(settings, build_capabilities(settings))
     cut = len(docs) // 2
     feed(crashing, docs[:cut], 0)
     crashing.flush()
     feed(crashing, docs[cut:cut + 200], cut)  # lost: not flushed, not committed
-    restarted, _, sink2 = unit_runtime(settings, default_capabilities(settings), table.recovered())
+    restarted, _, sink2 = unit_runtime(settings, build_capabilities(settings), table.recovered())
     feed(restarted, docs[cut:], cut)
     before, marked1 = shares(sink1)
     after, marked2 = shares(sink2)
@@ -203,7 +203,7 @@ def test_partition_shares_after_a_crash_and_replay_equal_a_straight_run() -> Non
 def test_a_partition_sends_one_message_per_account_and_day_with_the_days_newest_seat_count(restart: bool) -> None:
     """Group events of a day wait (in the partition's state, across a restart) until the day is
     scored, then go out once, with the newest seat count in event time."""
-    from streams.capabilities.registry import default_capabilities
+    from streams.capabilities.registry import build_capabilities
     from tests.support.fakes import unit_runtime, unit_settings
 
     settings = unit_settings(allowed_lateness_s=600)
@@ -222,12 +222,12 @@ def test_a_partition_sends_one_message_per_account_and_day_with_the_days_newest_
         for offset, doc in enumerate(docs, start=first):
             runtime.handle(0, b"u1", orjson.dumps(doc), offset, doc["timestamp"])
 
-    runtime, table, sink = unit_runtime(settings, default_capabilities(settings))
+    runtime, table, sink = unit_runtime(settings, build_capabilities(settings))
     feed(runtime, events, 0)
     assert not [m for m in sink.values(settings.account_shares_topic) if m["kind"] != "done"]
     if restart:
         runtime.flush()
-        runtime, _, sink = unit_runtime(settings, default_capabilities(settings), table.recovered())
+        runtime, _, sink = unit_runtime(settings, build_capabilities(settings), table.recovered())
     feed(runtime, [later], len(events))
     sent = [m for m in sink.values(settings.account_shares_topic) if m["kind"] == "share" and m["day"] == DAY]
     assert len(sent) == 1

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from streams.capabilities.activity import ActivityCapability, signal_id
-from streams.config import (SCHEMAS_DIR, SIGNAL_SCHEMA_FILE, WATERMARK_NOTIFY_STEP_MS, ConfigError,
+from streams.config import (SCHEMAS_DIR, SIGNAL_SCHEMA_FILE, WATERMARK_NOTIFY_STEP_MS, ConfigError, Settings,
                             SegmentDimension, load_settings)
 from streams.core.contract import parse_time_ms
 from streams.core.calendar import DayClock
@@ -86,7 +86,7 @@ def finals(sinks: list[Any], topic: str) -> dict[tuple[int, str], dict[str, Any]
 
 def combined(partials: dict[tuple[int, str], dict[str, Any]], partitions: int) -> dict[str, dict[str, Any]]:
     """The rollup's final snapshot per day, fed the partials in order."""
-    rollup, entries, snapshots = Rollup(partitions), {}, {}
+    rollup, entries, snapshots = Rollup(partitions, ActivityCapability(Settings()).finishers()), {}, {}
     for (_, period), partial in sorted(partials.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         entry, snap = rollup.apply(entries.get(period), partial)
         entries[period] = entry

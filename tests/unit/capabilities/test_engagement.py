@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.capabilities.registry import default_capabilities
+from streams.capabilities.registry import build_capabilities
 from streams.config import EngagementConfig, MS_PER_DAY, MS_PER_MINUTE
 from streams.capabilities.engagement import Facts, ScoreModel, percentile_ranks
 from streams.capabilities.ledger import CORE_UNITS, KEEP_DAYS, Ledger
@@ -172,17 +172,17 @@ def _signals(sink: Any, settings: Any) -> list[dict[str, Any]]:
 def test_a_crash_and_replay_emit_every_signal_with_the_same_id_and_none_extra() -> None:
     settings = unit_settings(allowed_lateness_s=0)
     docs = _events(users=24, days=50)
-    straight, _, sink = unit_runtime(settings, default_capabilities(settings))
+    straight, _, sink = unit_runtime(settings, build_capabilities(settings))
     _feed(straight, docs)
     expected = _signals(sink, settings)
     assert {s["type"] for s in expected} == {"churn_risk", "engagement_score"}
 
-    crashing, table, sink1 = unit_runtime(settings, default_capabilities(settings))
+    crashing, table, sink1 = unit_runtime(settings, build_capabilities(settings))
     cut = len(docs) * 3 // 5
     _feed(crashing, docs[:cut // 2])
     crashing.flush()  # the last commit: everything after it is replayed
     _feed(crashing, docs[cut // 2:cut], first_offset=cut // 2)
-    restarted, _, sink2 = unit_runtime(settings, default_capabilities(settings), table.recovered())
+    restarted, _, sink2 = unit_runtime(settings, build_capabilities(settings), table.recovered())
     _feed(restarted, docs[cut // 2:], first_offset=cut // 2)
     before, after = _signals(sink1, settings), _signals(sink2, settings)
     committed = {s["id"] for s in before if s["event_time_ms"] <= docs[cut // 2 - 1]["timestamp"]}
@@ -199,7 +199,7 @@ def test_a_commit_right_after_a_days_timer_sees_every_user_scored_and_assessed()
     day's batch is scored within its timer, so a commit (and a crash) right after it finds each
     user's score and risk band written together, never a user marked scored without them."""
     settings = unit_settings(allowed_lateness_s=0)
-    runtime, table, _ = unit_runtime(settings, default_capabilities(settings))
+    runtime, table, _ = unit_runtime(settings, build_capabilities(settings))
     due = T0 + MS_PER_DAY + 31 * MS_PER_MINUTE  # day 0 is scored once the watermark passes this
     docs = [{"event_id": "a", "type": "page", "event": "home", "user_id": "u", "timestamp": T0 + 3_600_000},
             {"event_id": "b", "type": "page", "event": "home", "user_id": "v", "timestamp": due - 400},

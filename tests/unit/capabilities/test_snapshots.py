@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.capabilities.snapshots import Rollup, add_figures, register_finisher
+from streams.capabilities.snapshots import Rollup, add_figures
 
 
 def partial(partition: int, final: bool, figures: dict[str, Any], kind: str = "test_day",
@@ -52,21 +52,21 @@ def test_ids_are_deterministic_and_differ_by_content_for_provisional_snapshots()
 
 
 def test_finishers_derive_ratios_after_summing() -> None:
-    @register_finisher("ratio_test_day")
     def finish(figures: dict[str, Any]) -> dict[str, Any]:
         figures["share"] = figures["part"] / figures["whole"]
         return figures
 
-    rollup = Rollup(2)
+    rollup = Rollup(2, {"ratio_test_day": finish})
     entry, _ = rollup.apply(None, partial(0, True, {"part": 1, "whole": 4}, kind="ratio_test_day"))
     _, snap = rollup.apply(entry, partial(1, True, {"part": 3, "whole": 4}, kind="ratio_test_day"))
     assert snap is not None and snap["figures"]["share"] == 0.5  # (1+3)/(4+4), not 1/4 + 3/4
 
 
 def test_activity_day_stickiness_is_a_ratio_of_sums() -> None:
-    import streams.capabilities.activity  # noqa: F401  (registers the activity_day finisher)
+    from streams.capabilities.activity import ActivityCapability
+    from streams.config import Settings
 
-    rollup = Rollup(2)
+    rollup = Rollup(2, ActivityCapability(Settings()).finishers())
     entry, _ = rollup.apply(None, partial(0, True, {"dau": 1, "wau": 2, "mau": 4}, kind="activity_day"))
     _, snap = rollup.apply(entry, partial(1, True, {"dau": 0, "wau": 0, "mau": 0,
                                                     "segments": {"plan": {"pro": {"dau": 0, "wau": 0, "mau": 0}}}},

@@ -124,7 +124,7 @@ def test_segment_codes_read_from_the_record_agree_with_the_activity_view() -> No
     p.feed(stream)
     p.runtime.flush()
     part = p.runtime.processor(0)
-    reader = SegmentReader(part.ctx)
+    reader = SegmentReader(part.capabilities[0].ctx)
     activity = reader._peer()
     assert activity is not None
     seen = set()
