@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
-RUNBOOKS = REPO / "README.md"
+RUNBOOKS = REPO / "docs" / "runbooks.md"
 SEVERITIES = {"critical", "warning", "info"}
 
 
@@ -69,7 +69,7 @@ def test_every_alert_has_for_severity_summary_and_a_runbook_section() -> None:
         assert rule["labels"]["severity"] in SEVERITIES, name
         assert rule["annotations"]["summary"].strip(), name
         runbook = rule["annotations"]["runbook"]
-        assert runbook.startswith("README.md#runbook-"), (name, runbook)
+        assert runbook.startswith("docs/runbooks.md#runbook-"), (name, runbook)
         assert runbook.split("#", 1)[1] in headings, f"{name}: no section for {runbook} in {RUNBOOKS}"
 
 

@@ -238,7 +238,7 @@ def test_per_user_counts_per_day_and_rolling_windows() -> None:
 def test_the_documented_configuration_loads_and_round_trips(tmp_path: Any) -> None:
     from streams.config import REPO_ROOT, load_settings, settings_to_toml
 
-    text = (REPO_ROOT / "README.md").read_text()
+    text = (REPO_ROOT / "docs" / "sessions-and-usage.md").read_text()
     blocks = [part.split("```", 1)[0] for part in text.split("```toml\n")[1:]]
     block = next(b for b in blocks if "[usage]" in b)
     path = tmp_path / "engagement.toml"
