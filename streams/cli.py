@@ -125,7 +125,7 @@ def tail(config_file: str | None, bootstrap: str | None, partitions: int | None,
         raise click.UsageError("tail: give a TOPIC or --what (not both)")
     from streams.tools.tail import tail_topic
 
-    tail_topic(settings, topic or roles[what], as_json=as_json, from_end=from_end,
+    tail_topic(settings, topic if topic is not None else roles[str(what)], as_json=as_json, from_end=from_end,
                max_messages=max_messages, idle_timeout=idle_timeout)
 
 
@@ -158,8 +158,8 @@ def simulate(users: int, days: int, seed: int, start: Any, max_events: int | Non
             raise click.UsageError(f"{name}: must be greater than 0, got {value}")
     if not 0.0 <= bad_rate <= 1.0:
         raise click.UsageError(f"--bad-rate: must be a share between 0 and 1, got {bad_rate}")
-    from streams.tools.simulate import export, report
     from streams.sim.simulator import SimulationConfig
+    from streams.tools.simulate import export, report
 
     start_ms = int(start.replace(tzinfo=timezone.utc).timestamp() * 1000)
     config = SimulationConfig(users=users, days=days, seed=seed, start_ms=start_ms)
@@ -303,7 +303,7 @@ def backtest(config_file: str | None, bootstrap: str | None, partitions: int | N
     """Replay a historical events file through the pipeline and score its churn-risk signals.
 
     Reports precision, recall, F1 and lead time of 'high' churn-risk signals against the labels
-    (definitions in README.md#engagement-score-churn-risk-and-account-health). Uses the embedded broker unless --bootstrap is given;
+    (definitions in docs/health-and-risk.md#engagement-score-churn-risk-and-account-health). Uses the embedded broker unless --bootstrap is given;
     topics and consumer group are the run's own. Example:
     streams simulate --users 2000 --days 60 -o events.jsonl --labels churn.csv &&
     streams backtest events.jsonl --labels churn.csv

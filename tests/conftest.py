@@ -9,10 +9,10 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from streams.local.broker import EmbeddedBroker
 from streams.config import Settings, load_settings
-from streams.runtime.topics import ensure_topics
+from streams.local.broker import EmbeddedBroker
 from streams.local.worker_process import WorkerProcess
+from streams.runtime.topics import ensure_topics
 
 
 @pytest.fixture(scope="session")

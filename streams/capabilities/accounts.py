@@ -48,17 +48,17 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, MutableMapping, Sequen
 import orjson
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from streams.core.capability import Capability, Combiner, Output, PartitionCapability, Shared
-from streams.core.eventtime import NO_TIME
-from streams.config import HEALTH_BANDS, METRIC_PREFIX, RESERVED_KEY_PREFIX, AccountsConfig, Settings
-from streams.core.calendar import DayClock
 from streams.capabilities.engagement import NOTICE, ScoringSchedule
 from streams.capabilities.signals import SignalCounts, reason, signal, signal_id
+from streams.config import HEALTH_BANDS, METRIC_PREFIX, RESERVED_KEY_PREFIX, AccountsConfig, Settings
+from streams.core.calendar import DayClock
+from streams.core.capability import Capability, Combiner, Output, PartitionCapability, Shared
+from streams.core.eventtime import NO_TIME
 from streams.core.state import UserState
 
 if TYPE_CHECKING:
-    from streams.core.contract import Event
     from streams.core.capability import PartitionContext
+    from streams.core.contract import Event
 
 ACCOUNTS_TABLE = "accounts"
 SHARE_FIELDS = ("users", "active", "score_sum", "trend_recent", "trend_base", "escalations")

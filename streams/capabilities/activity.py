@@ -1,6 +1,6 @@
 """Active users (DAU / WAU / MAU), stickiness and lifecycle, exact in event time.
 
-Per user, :mod:`streams.lifecycle` keeps a 32-day activity bitmap and segment history in
+Per user, :mod:`streams.capabilities.lifecycle` keeps a 32-day activity bitmap and segment history in
 ``state.ext["a"]``. Per partition, this capability keeps the day figures as running sums of
 per-user *changes*: when a user's record changes (a new active day, a new segment value), the
 difference it makes to every open day is added to ``stock[day]`` (users, WAU, MAU, lifecycle
@@ -11,7 +11,7 @@ the figures never hold a set of user ids.
 Days close in event time: when the partition watermark passes the end of a day, the day's figures
 are final here (a later event for it would be older than the watermark, which the processor
 dead-letters as ``late``), and the partition's share is published to the partials topic; the
-rollup (:mod:`streams.rollup`) adds up the partitions and publishes the snapshot. Lifecycle
+rollup (:mod:`streams.capabilities.snapshots`) adds up the partitions and publishes the snapshot. Lifecycle
 changes become one signal each, at the moment they are final: an activity transition once every
 earlier day is closed, dormancy when its day closes (an event-time check that runs as the
 watermark passes the day, not at the user's next event).
@@ -30,17 +30,17 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from streams.core.capability import Capability, Finisher, PartitionCapability, Shared
-from streams.core.eventtime import NO_TIME, iso_ms
+from streams.capabilities.lifecycle import DORMANT, IN_MAU, IN_WAU, STATE_NAMES, Rules, View, merge_into
+from streams.capabilities.segments import LabelCodes, SegmentSources
+from streams.capabilities.snapshots import add_figures
 from streams.config import LIFECYCLE_STATES, METRIC_PREFIX, Settings
 from streams.core.calendar import DayClock
-from streams.capabilities.lifecycle import DORMANT, STATE_NAMES, IN_MAU, IN_WAU, Rules, View, merge_into
-from streams.capabilities.snapshots import add_figures
-from streams.capabilities.segments import LabelCodes, SegmentSources
+from streams.core.capability import Capability, Finisher, PartitionCapability, Shared
+from streams.core.eventtime import NO_TIME, iso_ms
 
 if TYPE_CHECKING:
-    from streams.core.contract import Event
     from streams.core.capability import PartitionContext
+    from streams.core.contract import Event
     from streams.core.state import UserState
 
 SLOT = "a"
@@ -83,7 +83,7 @@ class ActivityCapability(Capability):
         """Gauges of the open day, summed over this worker's partitions (sum over workers is exact).
 
         Counts only: stickiness is a ratio and cannot be summed across workers, so Prometheus
-        divides the summed counts (recording rules in README.md#active-users-stickiness-and-lifecycle).
+        divides the summed counts (recording rules in docs/active-users.md#active-users-stickiness-and-lifecycle).
         """
         total: dict[str, Any] = {}
         for part in parts:

@@ -18,9 +18,9 @@ import bisect
 import time
 from typing import Any, Callable, Iterable
 
-from streams.core.eventtime import NO_TIME
 from streams.config import Settings
 from streams.core.calendar import DayClock
+from streams.core.eventtime import NO_TIME
 
 
 class Coverage:

@@ -7,7 +7,7 @@ and their active time is in). One timer per day carries that day's batch of user
 day, rebuilt from the records by ``restore``), so a user who went silent is still scored every day
 as event time advances: nothing waits for their next event.
 
-Measures of day ``d`` (recent = the 7 days ending on ``d``; see README.md#engagement-score-churn-risk-and-account-health for the
+Measures of day ``d`` (recent = the 7 days ending on ``d``; see docs/health-and-risk.md#engagement-score-churn-risk-and-account-health for the
 worked example):
 
 * recency: days since the last active day, against the user's own normal gap between active days
@@ -26,7 +26,7 @@ however many workers share the partitions. Groups smaller than ``MIN_PEERS`` use
 partition. The percentiles are taken over the day's whole batch at once (one timer carries the
 day's batch), so they do not depend on the order users are scored in.
 
-Inputs come from the user's :class:`~streams.ledger.Ledger`: activity days, core actions,
+Inputs come from the user's :class:`~streams.capabilities.ledger.Ledger`: activity days, core actions,
 negative-intent and escalation events from the events themselves, visits and active time from
 ``session_closed`` notices of the sessions capability::
 
@@ -51,18 +51,26 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from streams.core.capability import Capability, PartitionCapability, Shared
 from streams.capabilities.classify import Classifier
-from streams.config import (BASELINE_DAYS, BASELINE_WEEKS, METRIC_PREFIX, MIN_PEERS, MS_PER_MINUTE, RECENT_DAYS,
-                     SCORE_MEASURES, Settings)
-from streams.core.calendar import DayClock
 from streams.capabilities.ledger import SLOT, Ledger, Usage
 from streams.capabilities.segment_reader import SegmentReader
 from streams.capabilities.signals import SignalCounts, signal, signal_id
+from streams.config import (
+    BASELINE_DAYS,
+    BASELINE_WEEKS,
+    METRIC_PREFIX,
+    MIN_PEERS,
+    MS_PER_MINUTE,
+    RECENT_DAYS,
+    SCORE_MEASURES,
+    Settings,
+)
+from streams.core.calendar import DayClock
+from streams.core.capability import Capability, PartitionCapability, Shared
 
 if TYPE_CHECKING:
-    from streams.core.contract import Event
     from streams.core.capability import PartitionContext
+    from streams.core.contract import Event
     from streams.core.state import UserState
 
 TIMER = "engagement:day"
@@ -405,7 +413,7 @@ class EngagementPartition(PartitionCapability):
             for column, value in zip(values, model.peer_values(facts)):
                 column[index] = value
             codes = self.segments.codes(state) if peer_index is not None else None
-            groups.setdefault(codes[peer_index] if codes else None, []).append(index)
+            groups.setdefault(codes[peer_index] if codes and peer_index is not None else None, []).append(index)
         ranks = [array("d", bytes(8 * len(users))) for _ in SCORE_MEASURES]
         alone = []
         for peer, members in groups.items():

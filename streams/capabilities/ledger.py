@@ -10,7 +10,7 @@ rules to their internals. So this slot keeps exactly what the rules read, compac
 ``state.ext["e"]`` is a msgpack list ``[n, mask, days, cores, negative, escalations, evaluated,
 score, level]`` (trailing empty fields left out):
 
-* ``n``: the newest active day (days as in :mod:`streams.days`); every other day is stored as its
+* ``n``: the newest active day (days as in :mod:`streams.core.calendar`); every other day is stored as its
   age ``n - day``, so small integers (one msgpack byte) whatever the date;
 * ``mask``: bit ``i`` set when day ``n - i`` was active (any track / page / screen event);
 * ``days``: flat ``[age, visits, active_minutes, core_units, ...]`` for days with sessions or core

@@ -8,7 +8,7 @@ figures exact and rebuildable: the figures of day ``d`` are the sum over users o
 The per-user record (``state.ext["a"]``) is a short msgpack list ``[n, n - f, bits, seg...]``,
 packed to bytes:
 
-* ``n``: the newest active day, ``f``: the first active day (days as in :mod:`streams.days`);
+* ``n``: the newest active day, ``f``: the first active day (days as in :mod:`streams.core.calendar`);
 * ``bits``: bit ``i`` set when day ``n - i`` was active. Only the last :attr:`Rules.span` days
   are kept (32 with the defaults: one msgpack uint32), which is all the definitions ever look at;
 * one entry per segment dimension: the label code valid since before the kept window (a plain
@@ -17,7 +17,7 @@ packed to bytes:
   day's latest observation is, usually 0 (one byte); it is kept only while the day is open, so
   an out-of-order observation can tell whether it is the day's latest.
 
-Definitions (also in README.md#active-users-stickiness-and-lifecycle), with ``L`` the last active day on or before ``d``:
+Definitions (also in docs/active-users.md#active-users-stickiness-and-lifecycle), with ``L`` the last active day on or before ``d``:
 
 * ``new``: ``L`` is the first active day; ``returning``: the active day before ``L`` is at most
   ``dormant_days`` earlier; ``resurrected``: it is longer ago (the user had gone dormant);
@@ -52,7 +52,7 @@ Flow = tuple  # (lifecycle code, labels): what the user did that day (active as 
 class View(LiveSlot):
     """A decoded activity record. Mutated in place; :meth:`dump` gives the stored form.
 
-    Kept decoded in the user's record between flushes (a :class:`~streams.state.LiveSlot`).
+    Kept decoded in the user's record between flushes (a :class:`~streams.core.state.LiveSlot`).
     """
 
     __slots__ = ("n", "f", "bits", "segs", "newest")
@@ -86,10 +86,10 @@ class View(LiveSlot):
         """
         n = self.n
         base = n if n is not None else 0
-        bits = self.bits
-        if bits >= 1 << 64:  # more than 64 days kept (dormant_days above 31): msgpack ints stop at 64 bits
-            bits = bits.to_bytes((bits.bit_length() + 7) // 8, "big")
-        return msgpack.packb([n, None if n is None else n - self.f, bits,
+        bits: int | bytes = self.bits
+        if self.bits >= 1 << 64:  # more than 64 days kept (dormant_days above 31): msgpack ints stop at 64 bits
+            bits = self.bits.to_bytes((self.bits.bit_length() + 7) // 8, "big")
+        return msgpack.packb([n, None if n is None or self.f is None else n - self.f, bits,
                               *(_dump_seg(s, base, max_ts) for s in self.segs)])
 
     def freeze(self, state: "UserState") -> bytes:
@@ -163,9 +163,9 @@ def newest_codes(stored: "bytes | View | None", dims: int) -> list[Any]:
     """Each dimension's newest segment code (None: no value yet), read straight from a stored
     record without building a :class:`View` (for readers on the hot path, e.g. usage)."""
     if stored.__class__ is View:  # a live record: asked for every event, changed rarely
-        codes = stored.newest  # type: ignore[union-attr]
+        codes = stored.newest
         if codes is None:
-            codes = stored.newest = [entries[-1][1] if entries else None for entries in stored.segs]  # type: ignore[union-attr]
+            codes = stored.newest = [entries[-1][1] if entries else None for entries in stored.segs]
         return codes
     if not stored:
         return [None] * dims
@@ -215,7 +215,7 @@ class Rules:
     def new_view(self, stored: "bytes | View | None", max_ts: int = 0) -> View:
         """The record's view: the live one if the record holds it, else decoded (not stored)."""
         if stored.__class__ is View:
-            return stored  # type: ignore[return-value]
+            return stored
         return View.load(stored, self.dims, max_ts)  # type: ignore[arg-type]
 
     # --- mutation ------------------------------------------------------------------------

@@ -41,11 +41,11 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from streams.core.capability import Capability, PartitionCapability, Shared
-from streams.config import METRIC_PREFIX, RISK_BANDS, RiskConfig, Settings
-from streams.core.calendar import DayClock
 from streams.capabilities.engagement import NOTICE
 from streams.capabilities.signals import SignalCounts, reason, signal, signal_id
+from streams.config import METRIC_PREFIX, RISK_BANDS, RiskConfig, Settings
+from streams.core.calendar import DayClock
+from streams.core.capability import Capability, PartitionCapability, Shared
 
 if TYPE_CHECKING:
     from streams.core.capability import PartitionContext
@@ -88,7 +88,8 @@ def drop_z(weeks: Sequence[Sequence[float]], recent: Sequence[float], floor: flo
             out.append(None)
             continue
         spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-        x = now[j] if now[j] is not None else 0.0
+        current = now[j]
+        x = current if current is not None else 0.0
         out.append(((mean - x) / max(spread, floor * mean), mean))
     return out
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from streams.config import SEGMENT_UNKNOWN
 from streams.capabilities.lifecycle import newest_codes
+from streams.config import SEGMENT_UNKNOWN
 
 if TYPE_CHECKING:
     from streams.capabilities.activity import PartitionActivity
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from streams.core.state import UserState
 
 Codes = tuple[Any, ...]
-#: The activity capability's record slot (``streams.activity.SLOT``; not imported: import cycle).
+#: The activity capability's record slot (``streams.capabilities.activity.SLOT``; not imported: import cycle).
 ACTIVITY_SLOT = "a"
 
 
@@ -36,7 +36,9 @@ class SegmentReader:
 
     def _peer(self) -> "PartitionActivity | None":
         if self._activity is None:
-            from streams.capabilities.activity import PartitionActivity  # here: activity imports sessions, which uses this
+            from streams.capabilities.activity import (
+                PartitionActivity,  # here: activity imports sessions, which uses this
+            )
 
             self._activity = self.ctx.peer(PartitionActivity)
         return self._activity
@@ -44,8 +46,8 @@ class SegmentReader:
     def current(self, state: "UserState") -> list[Any] | None:
         """The user's newest label code per dimension (None: no value yet); None without segments.
 
-        Read straight from the stored record by :func:`streams.lifecycle.newest_codes`: this runs
-        for every event, and decoding a whole :class:`~streams.lifecycle.View` costs more than the
+        Read straight from the stored record by :func:`streams.capabilities.lifecycle.newest_codes`: this runs
+        for every event, and decoding a whole :class:`~streams.capabilities.lifecycle.View` costs more than the
         rest of usage. A list, so a caller can compare it with a stored list as it is.
         ``tests/test_usage.py`` checks it agrees with the View.
         """

@@ -12,13 +12,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from streams.config import (RESERVED_KEY_PREFIX, SEGMENT_OTHER, SEGMENT_UNKNOWN, SEGMENT_VALUE_MAX_CHARS,
-                     ConfigError, SegmentDimension)
+from streams.config import (
+    RESERVED_KEY_PREFIX,
+    SEGMENT_OTHER,
+    SEGMENT_UNKNOWN,
+    SEGMENT_VALUE_MAX_CHARS,
+    ConfigError,
+    SegmentDimension,
+)
 from streams.core.state import UserState
 
 if TYPE_CHECKING:
-    from streams.core.contract import Event
     from streams.core.capability import PartitionContext
+    from streams.core.contract import Event
 
 def labels_key(partition: int) -> bytes:
     """The partition's code tables: a reserved key (never a user id: it starts with a zero byte)

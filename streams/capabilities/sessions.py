@@ -1,6 +1,6 @@
 """Sessions and active time, in event time, one message per closed session.
 
-Definition (see README.md#sessions-active-time-core-actions-and-feature-usage): take a user's accepted activity events sorted by event time
+Definition (see docs/sessions-and-usage.md#sessions-active-time-core-actions-and-feature-usage): take a user's accepted activity events sorted by event time
 (ties by event name). A session starts at an event and takes every following event until the gap
 since the previous event exceeds the inactivity timeout, or the event is more than the maximum
 length after the session's first event; that event starts the next session. Active time is the
@@ -41,17 +41,17 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from streams.core.capability import Capability, Finisher, PartitionCapability, Shared
 from streams.capabilities.classify import Classifier
-from streams.core.eventtime import iso_ms
-from streams.config import ACTIVITY_TYPES, METRIC_PREFIX, SESSION_QUEUE_MAX, Settings
 from streams.capabilities.daywindows import DayPublisher, start_day
-from streams.core.calendar import DayClock
 from streams.capabilities.segment_reader import SegmentReader
+from streams.config import ACTIVITY_TYPES, METRIC_PREFIX, SESSION_QUEUE_MAX, Settings
+from streams.core.calendar import DayClock
+from streams.core.capability import Capability, Finisher, PartitionCapability, Shared
+from streams.core.eventtime import iso_ms
 
 if TYPE_CHECKING:
-    from streams.core.contract import Event
     from streams.core.capability import PartitionContext
+    from streams.core.contract import Event
     from streams.core.state import UserState
 
 SLOT = "s"

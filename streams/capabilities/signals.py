@@ -2,8 +2,8 @@
 
 One message per change, never one per event, each with an id derived from what changed and when
 (so a replay after a crash re-emits the same id and consumers de-duplicate on it). Every signal on
-``settings.signals_topic`` (lifecycle ones from :mod:`streams.activity` too) follows
-``schemas/signal.schema.json``; README.md#engagement-score-churn-risk-and-account-health describes the fields.
+``settings.signals_topic`` (lifecycle ones from :mod:`streams.capabilities.activity` too) follows
+``schemas/signal.schema.json``; docs/health-and-risk.md#engagement-score-churn-risk-and-account-health describes the fields.
 
 The counter of emitted signals lives here so that the three capabilities that emit them report
 one Prometheus family with bounded labels (type and level).

@@ -1,9 +1,9 @@
 """Usage depth: core actions, feature usage, visit frequency and the engagement figure.
 
 Every figure is a count over days in event time, kept exact and additive across partitions
-(see :mod:`streams.daycounts`): per user, sparse per-day counts of the last 30 days; per
+(see :mod:`streams.capabilities.daywindows`): per user, sparse per-day counts of the last 30 days; per
 partition, difference arrays for distinct users in rolling windows and per-day totals for sums.
-Definitions and formulas are in README.md#sessions-active-time-core-actions-and-feature-usage.
+Definitions and formulas are in docs/sessions-and-usage.md#sessions-active-time-core-actions-and-feature-usage.
 
 Per-user record (``state.ext["u"]``, absent for users with no activity and no segment):
 ``b`` base day; ``a`` activity-day bit mask (bit i: active on day b + i); ``v`` visits (sessions
@@ -19,22 +19,40 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from streams.core.capability import Capability, Finisher, PartitionCapability, Shared
 from streams.capabilities.classify import Classifier
-from streams.core.eventtime import NO_TIME
-from streams.config import (ACTIVE_WINDOWS, ACTIVITY_TYPES, CADENCE_DAYS, CORE_ACTION_WINDOWS,
-                     FEATURE_WINDOWS, MAX_CORE_ACTIONS, METRIC_PREFIX, USAGE_RETAIN_DAYS,
-                     VISIT_WINDOWS, Settings)
-from streams.capabilities.daywindows import (Coverage, DayPublisher, DayTotals, bump, covered_runs, newly_covered,
-                        prune, shift, start_day)
-from streams.core.calendar import DayClock
-from streams.capabilities.snapshots import add_figures
-from streams.capabilities.sessions import SESSION_STARTED
+from streams.capabilities.daywindows import (
+    Coverage,
+    DayPublisher,
+    DayTotals,
+    bump,
+    covered_runs,
+    newly_covered,
+    prune,
+    shift,
+    start_day,
+)
 from streams.capabilities.segment_reader import Codes, SegmentReader
+from streams.capabilities.sessions import SESSION_STARTED
+from streams.capabilities.snapshots import add_figures
+from streams.config import (
+    ACTIVE_WINDOWS,
+    ACTIVITY_TYPES,
+    CADENCE_DAYS,
+    CORE_ACTION_WINDOWS,
+    FEATURE_WINDOWS,
+    MAX_CORE_ACTIONS,
+    METRIC_PREFIX,
+    USAGE_RETAIN_DAYS,
+    VISIT_WINDOWS,
+    Settings,
+)
+from streams.core.calendar import DayClock
+from streams.core.capability import Capability, Finisher, PartitionCapability, Shared
+from streams.core.eventtime import NO_TIME
 
 if TYPE_CHECKING:
-    from streams.core.contract import Event
     from streams.core.capability import PartitionContext
+    from streams.core.contract import Event
     from streams.core.state import UserState
 
 SLOT = "u"
@@ -157,7 +175,7 @@ class UsagePartition(PartitionCapability):
         else:  # no watermark yet: keep everything
             self._keep_from, self._keep_lo, self._keep_hi = NO_TIME, NO_TIME, 1
 
-    def _rebase(self, u: dict[str, Any], by: int) -> None:
+    def _rebase(self, u: dict[Any, Any], by: int) -> None:
         """Move the base day by ``by`` days (negative: earlier), dropping days before the new base."""
         u["b"] += by
         if "a" in u:
@@ -207,7 +225,7 @@ class UsagePartition(PartitionCapability):
         if feature >= 0:
             self._count(u, FEATURE_KEY + feature, offset, day)
 
-    def _new_active_day(self, state: "UserState", u: dict[str, Any], mask: int, offset: int, day: int) -> None:
+    def _new_active_day(self, state: "UserState", u: dict[Any, Any], mask: int, offset: int, day: int) -> None:
         prev, nxt = _neighbours(mask, offset)
         base = u["b"]
         prev_day = None if prev is None else base + prev
@@ -227,7 +245,7 @@ class UsagePartition(PartitionCapability):
             if span:
                 seg.active.add(*span)
 
-    def _count(self, u: dict[str, Any], key: int, offset: int, day: int) -> None:
+    def _count(self, u: dict[Any, Any], key: int, offset: int, day: int) -> None:
         days = u.get(key)
         if days is None:
             days = u[key] = []
@@ -269,7 +287,7 @@ class UsagePartition(PartitionCapability):
         self.ctx.mark_dirty(key, state)
 
     # --- segments ------------------------------------------------------------------------
-    def _user_segments(self, u: dict[str, Any]) -> list[SegmentFigures]:
+    def _user_segments(self, u: dict[Any, Any]) -> list[SegmentFigures]:
         """The figures of the labels the user is counted under (``g``: one label code per dimension)."""
         codes = u.get("g")
         if codes is None:
@@ -294,11 +312,11 @@ class UsagePartition(PartitionCapability):
             self._attribute(u, first_day, -1)
         self._count_under(u, codes, first_day)
 
-    def _count_under(self, u: dict[str, Any], codes: Codes, first_day: int) -> None:
+    def _count_under(self, u: dict[Any, Any], codes: Codes, first_day: int) -> None:
         u["g"] = list(codes)
         self._attribute(u, first_day, 1)
 
-    def _attribute(self, u: dict[str, Any], first_day: int, sign: int) -> None:
+    def _attribute(self, u: dict[Any, Any], first_day: int, sign: int) -> None:
         """Add (or, with sign -1, remove) the user's share of every segment figure."""
         segments = self._user_segments(u)
         if not segments:
@@ -330,7 +348,7 @@ class UsagePartition(PartitionCapability):
                 self.ctx.mark_dirty(key, state)
             self._count_under(u, codes, first_day)
 
-    def _restore_figures(self, u: dict[str, Any]) -> None:
+    def _restore_figures(self, u: dict[Any, Any]) -> None:
         """Add a recovered user's days to the overall figures."""
         base = u.get("b", 0)
         mask = u.get("a", 0)

@@ -9,7 +9,7 @@ from streams.config.checks import ConfigError
 #: Rolling windows of the active-user counts, in days (DAU is the day itself).
 WAU_DAYS = 7
 MAU_DAYS = 30
-#: Lifecycle states of a user (see README.md#active-users-stickiness-and-lifecycle), in the order they are reported.
+#: Lifecycle states of a user (see docs/active-users.md#active-users-stickiness-and-lifecycle), in the order they are reported.
 LIFECYCLE_STATES = ("new", "returning", "resurrected", "dormant")
 SEGMENT_SOURCES = ("traits", "context")
 #: Segment label of values beyond a dimension's cap, and of users with no value yet.

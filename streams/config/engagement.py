@@ -29,7 +29,7 @@ class CadencePreset:
     visits: float
     """Sessions per week that earn full frequency marks."""
     active_minutes: float
-    """Active minutes per week (idle excluded, see README.md#sessions-active-time-core-actions-and-feature-usage) that earn full depth marks."""
+    """Active minutes per week (idle excluded, see docs/sessions-and-usage.md#sessions-active-time-core-actions-and-feature-usage) that earn full depth marks."""
     core_actions: float
     """Core actions per week (weighted) that earn full core-action marks."""
     inactive_span_days: float

@@ -23,7 +23,7 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
     origin = typing.get_origin(kind)
     try:
         if dataclasses.is_dataclass(kind):
-            if isinstance(value, kind):
+            if isinstance(value, typing.cast(type, kind)):
                 return value
             if not isinstance(value, dict):
                 raise ValueError

@@ -8,7 +8,7 @@ from streams.config.checks import ConfigError, _positive
 from streams.config.engagement import RECENT_DAYS
 
 RISK_BANDS = ("low", "medium", "high")
-#: Reason codes of churn-risk and account-health signals (README.md#engagement-score-churn-risk-and-account-health).
+#: Reason codes of churn-risk and account-health signals (docs/health-and-risk.md#engagement-score-churn-risk-and-account-health).
 RISK_REASONS = ("inactive_days", "activity_drop", "core_action_drop", "active_time_drop", "escalations",
                 "negative_event", "low_license_utilization", "low_engagement")
 

@@ -127,7 +127,7 @@ class Settings:
     @property
     def account_shares_topic(self) -> str:
         """Internal: per-partition account shares and seat counts, keyed by account, combined by
-        the account agent (see :mod:`streams.accounts`). Named after the app, like Faust's changelogs."""
+        the account agent (see :mod:`streams.capabilities.accounts`). Named after the app, like Faust's changelogs."""
         return f"{self.app_id}-account-shares"
 
     def with_overrides(self, **changes: Any) -> "Settings":

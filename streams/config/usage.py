@@ -7,7 +7,7 @@ from typing import Any
 
 from streams.config.checks import ConfigError, _distinct_names
 
-#: Distinct (event name, property values) classifications remembered (``streams.classify``); the
+#: Distinct (event name, property values) classifications remembered (``streams.capabilities.classify``); the
 #: cache starts over when full, so event properties of unbounded cardinality cannot grow it.
 CLASSIFY_CACHE_MAX = 4096
 #: Days of per-user daily counts kept for rolling windows (the longest window is 30 days).

@@ -28,8 +28,18 @@ the package is named in the ``plugins`` setting instead (``docs/capabilities.md`
 
 from __future__ import annotations
 
-from typing import (TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, MutableMapping, Protocol,
-                    Sequence, TypeVar)
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    ClassVar,
+    Iterable,
+    Mapping,
+    MutableMapping,
+    Protocol,
+    Sequence,
+    TypeVar,
+)
 
 import orjson
 
@@ -215,7 +225,7 @@ class Shared:
     def get(self, kind: type[_T], make: Callable[[], _T]) -> _T:
         if kind not in self._objects:
             self._objects[kind] = make()
-        return self._objects[kind]  # type: ignore[no-any-return]
+        return self._objects[kind]
 
 
 class Capability:
@@ -237,7 +247,7 @@ class Capability:
         """A plug-in's own settings: its TOML section ``[<name>]`` read into ``kind`` (a frozen
         dataclass whose fields have defaults); a bad or unknown key is named like any setting.
         Built-in capabilities have typed sections on :class:`~streams.config.Settings` instead."""
-        return load_section(kind, self.settings.plugin_sections.get(self.name, {}), f"[{self.name}]")  # type: ignore[no-any-return]
+        return load_section(kind, self.settings.plugin_sections.get(self.name, {}), f"[{self.name}]")
 
     def for_partition(self, ctx: PartitionContext) -> PartitionCapability:
         raise NotImplementedError

@@ -9,7 +9,7 @@ Each consumed message ends in exactly one outcome (see ``config.OUTCOMES``):
 * ``applied``: the user's record and every capability saw it.
 
 The processor is synchronous and knows nothing of Faust, so it can be unit-tested with an
-in-memory table and sink; :mod:`streams.runtime` drives it from the Faust agent.
+in-memory table and sink; :mod:`streams.runtime.partitions` drives it from the Faust agent.
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Callable, Iterable
 
-from streams.core.capability import Capability, PartitionCapability, PartitionContext, Sink
-from streams.core.eventtime import NO_TIME, Watermark
 from streams.config import WATERMARK_NOTIFY_STEP_MS, Settings
+from streams.core.capability import Capability, PartitionCapability, PartitionContext, Sink
 from streams.core.contract import Decoder, Event, Rejection
 from streams.core.deadletter import dead_letter
+from streams.core.eventtime import NO_TIME, Watermark
 from streams.core.routing import HomePartitions
 from streams.core.state import FINGERPRINT_BYTES, UserState
 from streams.core.timers import Timers
 from streams.core.userstore import UserStore
+
 
 def fingerprint(event_id: str) -> bytes:
     """A stable 64-bit digest of an event id (Python's ``hash`` changes between processes)."""
@@ -77,7 +78,7 @@ class PartitionProcessor:
         """Judge and apply one message; returns its outcome."""
         event = self.decoder.decode(raw, received_ms)
         if event.__class__ is Rejection:
-            self._dead_letter(event.reason, event.message, raw, key, offset, received_ms)  # type: ignore[union-attr]
+            self._dead_letter(event.reason, event.message, raw, key, offset, received_ms)
             return "dead_letter"
         assert isinstance(event, Event)
         user_key = event.user.encode()
@@ -126,7 +127,7 @@ class PartitionProcessor:
 
     # --- event time -----------------------------------------------------------------------
     def tick(self, wall_ms: float) -> None:
-        """Keep a quiet partition's event time moving (see :mod:`streams.clock`)."""
+        """Keep a quiet partition's event time moving (see :mod:`streams.core.eventtime`)."""
         if self.watermark.idle_advance(wall_ms):
             self._advance()
 

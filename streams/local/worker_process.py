@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from streams.local.broker import free_port
 from streams.config import Settings, settings_to_toml
+from streams.local.broker import free_port
 
 
 class WorkerProcess:

@@ -8,7 +8,7 @@ module is the only place it meets Faust: messages in, table reads and writes, ou
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator, MutableMapping, Sequence
+from typing import Any, Callable, Iterator, MutableMapping, Sequence
 
 import faust
 import orjson
@@ -64,11 +64,21 @@ def install_combiner(app: faust.App, settings: Settings, combiner: Combiner) -> 
                     topics[topic] = app.topic(topic, **raw)
                 await topics[topic].send(key=key, value=orjson.dumps(doc))
 
-    @app.on_partitions_revoked.connect
-    async def forget(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        for tp in revoked:
-            if tp.topic == combiner.source:
-                combiner.revoke(tp.partition)
+    def forget(partitions: list[int]) -> None:
+        for partition in partitions:
+            combiner.revoke(partition)
+
+    when_revoked(app, combiner.source, forget)
+
+
+def when_revoked(app: faust.App, topic: str, forget: Callable[[list[int]], None]) -> None:
+    """Call ``forget(partitions)`` with the partitions of ``topic`` handed to another worker."""
+
+    async def receiver(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        revoked = args[0] if args else kwargs.get("revoked", ())  # Faust sends (app, revoked)
+        forget(sorted(tp.partition for tp in revoked if tp.topic == topic))
+
+    app.on_partitions_revoked.connect(receiver)  # type: ignore[arg-type]  # mode's signature wants a plain callable
 
 
 def install_agents(app: faust.App, settings: Settings, capabilities: Sequence[Capability]) -> None:

@@ -15,17 +15,23 @@ from typing import Any, Callable, Sequence
 import faust
 from prometheus_client import generate_latest
 
-from streams.runtime import tansu
 from streams.capabilities.registry import build_capabilities
+from streams.config import (
+    COMMIT_EVERY_MESSAGES,
+    INGEST_BATCH_EVENTS,
+    INGEST_BATCH_WAIT_S,
+    PRODUCER_LINGER_MS,
+    PRODUCER_MAX_BATCH_BYTES,
+    Settings,
+)
 from streams.core.capability import Capability
-from streams.config import (COMMIT_EVERY_MESSAGES, INGEST_BATCH_EVENTS, INGEST_BATCH_WAIT_S, PRODUCER_LINGER_MS,
-                     PRODUCER_MAX_BATCH_BYTES, Settings)
-from streams.runtime.monitor import WorkerCollector, WorkerMonitor
-from streams.runtime.agents import install_agents
+from streams.core.userstore import UserStore
+from streams.runtime import tansu
+from streams.runtime.agents import install_agents, when_revoked
 from streams.runtime.metrics import build_registry
+from streams.runtime.monitor import WorkerCollector, WorkerMonitor
 from streams.runtime.outputs import OutputBuffer
 from streams.runtime.partitions import Runtime
-from streams.core.userstore import UserStore
 
 log = logging.getLogger(__name__)
 STATE_TABLE = "users"
@@ -114,7 +120,7 @@ def changelog_sender(table: Any, outputs: OutputBuffer, settings: Settings) -> C
     return send
 
 
-def build_app(settings: Settings, capabilities: Sequence[Capability] | None = None) -> tuple[faust.App, Runtime]:
+def build_app(settings: Settings, capabilities: Sequence[Capability] | None = None) -> tuple[EngagementApp, Runtime]:
     """Create the worker's Faust app and the runtime it drives."""
     if not settings.bootstrap:
         raise ValueError("build_app needs settings.bootstrap")
@@ -122,7 +128,8 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
         capabilities = build_capabilities(settings)
     app = EngagementApp(settings.app_id, **faust_options(settings))
     app.engagement_settings = settings
-    outputs = app.engagement_outputs = OutputBuffer(lambda: app.producer._ensure_producer())
+    # Faust's private accessor: the running aiokafka producer (the outputs bypass Faust's per-record path).
+    outputs = app.engagement_outputs = OutputBuffer(lambda: app.producer._ensure_producer())  # type: ignore[attr-defined]
     events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw", partitions=settings.partitions)
     table = app.Table(STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes,
@@ -142,7 +149,9 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
         # ran half as fast). Faust acks a batch's events after the loop body: the commit, and the
         # state flush before it, never claim an event that was not handled.
         handle = runtime.handle
-        async for batch in stream.take_events(INGEST_BATCH_EVENTS, within=INGEST_BATCH_WAIT_S):
+        # (Stream has take_events, StreamT does not declare it)
+        batches = stream.take_events(INGEST_BATCH_EVENTS, within=INGEST_BATCH_WAIT_S)  # type: ignore[attr-defined]
+        async for batch in batches:
             for event in batch:
                 message = event.message
                 handle(message.partition, message.key, message.value, message.offset,
@@ -150,14 +159,12 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
 
     @app.timer(settings.tick_interval_s)
     async def tick() -> None:
-        if not app.tables.recovery.completed.is_set() or app.rebalancing:
+        if not app.tables.recovery.completed.is_set() or app.rebalancing:  # type: ignore[attr-defined]
             return
         assigned = [tp.partition for tp in app.consumer.assignment() if tp.topic == settings.events_topic]
         runtime.tick(assigned)
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        runtime.revoke(tp.partition for tp in revoked if tp.topic == settings.events_topic)
+    when_revoked(app, settings.events_topic, runtime.revoke)
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:

@@ -76,7 +76,7 @@ def build_registry(runtime: Runtime) -> CollectorRegistry:
 
 def describe(registry: CollectorRegistry) -> dict[str, Any]:
     """Current sample values by name and labels (for the live view and tests)."""
-    out: dict[str, Any] = {}
+    out: dict[Any, Any] = {}
     for metric in registry.collect():
         for sample in metric.samples:
             out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value

@@ -11,7 +11,7 @@ mounts a second ``/metrics`` route, reports latencies in milliseconds, and names
 after the app id (``<app_id>_...``), which changes per deployment and collides with our prefix
 when the app id is ``engagement``. What it offers that an operator needs -- end vs committed
 offsets, records sent per topic, commit latency -- is here, in base units and with our prefix.
-See README.md#metrics.
+See docs/metrics.md#metrics.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def offset_lag(consumer: Any, topic: str) -> dict[int, int]:
     committed offset is Faust's record of what it committed (or found committed at assignment).
     Before the first commit the read position stands in. Partitions without a known end offset
     (not fetched yet) are left out rather than guessed. Never negative: a broker may report a
-    stale end offset (the embedded broker does, see ``streams.tansu``).
+    stale end offset (the embedded broker does, see ``streams.runtime.tansu``).
     """
     try:
         assigned = [tp for tp in consumer.assignment() if tp.topic == topic]
@@ -89,7 +89,7 @@ class WorkerMonitor(Monitor):
         super().__init__(**kwargs)
         self.before_commit = before_commit
         self.buckets = [0] * (len(COMMIT_BUCKETS_S) + 1)
-        self.count = 0
+        self.commits = 0
         self.total_s = 0.0
 
     def on_commit_initiated(self, consumer: Any) -> Any:
@@ -103,7 +103,7 @@ class WorkerMonitor(Monitor):
             return
         elapsed = time.monotonic() - state
         self.commit_latency.append(elapsed)
-        self.count += 1
+        self.commits += 1
         self.total_s += elapsed
         for index, bound in enumerate(COMMIT_BUCKETS_S):
             if elapsed <= bound:

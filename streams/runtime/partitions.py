@@ -6,10 +6,9 @@ import time
 from collections import Counter
 from typing import Any, Iterable, Sequence
 
-from streams.core.capability import Capability
 from streams.config import Settings
+from streams.core.capability import Capability, Sink
 from streams.core.contract import Decoder
-from streams.core.capability import Sink
 from streams.core.processor import PartitionProcessor
 from streams.core.routing import HomePartitions
 from streams.core.userstore import UserStore

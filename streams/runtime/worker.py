@@ -7,8 +7,8 @@ import gc
 
 import faust
 
-from streams.runtime.app import build_app
 from streams.config import GC_THRESHOLDS, Settings
+from streams.runtime.app import build_app
 from streams.runtime.topics import ensure_topics
 
 

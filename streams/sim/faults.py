@@ -16,7 +16,7 @@ from streams.config import Settings
 
 Record = tuple[bytes | None, bytes]
 
-#: Fault kind -> the dead-letter reason ``streams.contract.Decoder`` gives it.
+#: Fault kind -> the dead-letter reason ``streams.core.contract.Decoder`` gives it.
 FAULT_REASONS = {
     "invalid_json": "invalid_json",
     "missing_event_id": "schema",

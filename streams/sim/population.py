@@ -4,7 +4,7 @@ Each user owns a private random generator seeded from (seed, user index), so a u
 depend on nothing but the seed, the population's shape and that user: the churn labels can be
 computed by replaying the churners alone, and a run stopped early (``max_events``) is an exact
 prefix of the full run. Events are produced as compact tuples
-``(ts_ms, user_index, type, name, payload)``; :mod:`streams.simulator` orders them and turns
+``(ts_ms, user_index, type, name, payload)``; :mod:`streams.sim.simulator` orders them and turns
 them into event documents.
 """
 
@@ -17,11 +17,30 @@ from random import Random
 from typing import Any
 
 from streams.config import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, MS_PER_SECOND
-from streams.sim.catalog import (ACCOUNT_WORDS, CORE_ACTION_FEATURE, COUNTRIES, COUNTRY_OFFSET_MS,
-                         ENTRY_PAGES, ESCALATION_EVENT, FEATURE_ADOPTION, FEATURE_EVENT, FEATURE_PAGE,
-                         HEARTBEAT_EVENT, IDLE_PAUSE_MS, NEGATIVE_EVENTS, ONBOARDING_EVENT,
-                         ONBOARDING_STEPS, PAGE_DECK, PING_MS, PLANS, PLATFORMS, SESSION_GAP_MS, SESSION_MS,
-                         SIGNUP_EVENT, START_HOUR_WEIGHTS)
+from streams.sim.catalog import (
+    ACCOUNT_WORDS,
+    CORE_ACTION_FEATURE,
+    COUNTRIES,
+    COUNTRY_OFFSET_MS,
+    ENTRY_PAGES,
+    ESCALATION_EVENT,
+    FEATURE_ADOPTION,
+    FEATURE_EVENT,
+    FEATURE_PAGE,
+    HEARTBEAT_EVENT,
+    IDLE_PAUSE_MS,
+    NEGATIVE_EVENTS,
+    ONBOARDING_EVENT,
+    ONBOARDING_STEPS,
+    PAGE_DECK,
+    PING_MS,
+    PLANS,
+    PLATFORMS,
+    SESSION_GAP_MS,
+    SESSION_MS,
+    SIGNUP_EVENT,
+    START_HOUR_WEIGHTS,
+)
 
 Item = tuple[int, int, str, Any, dict[str, Any]]
 

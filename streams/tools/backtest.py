@@ -1,5 +1,5 @@
 """The ``backtest`` command: replay a historical events file through the real pipeline and score
-its churn-risk signals against churn labels (definitions in :mod:`streams.churnmetrics`).
+its churn-risk signals against churn labels (definitions in :mod:`streams.tools.backtest_scoring`).
 
 Steps: start the embedded broker (unless ``--bootstrap``), create topics of the run's own, start a
 worker process (``streams worker``, the full pipeline and configuration), produce the file as fast
@@ -25,15 +25,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from streams.local.broker import broker_for
-from streams.tools.backtest_scoring import ChurnScore, high_flags, read_labels, score_flags
 from streams.config import MS_PER_MINUTE, Settings
 from streams.core.contract import parse_time_ms
-from streams.tools.kafkaio import read_json, send_all
-from streams.core.routing import HomePartitions
 from streams.core.eventtime import iso_ms
-from streams.runtime.topics import ensure_topics
+from streams.core.routing import HomePartitions
+from streams.local.broker import broker_for
 from streams.local.worker_process import WorkerProcess
+from streams.runtime.topics import ensure_topics
+from streams.tools.backtest_scoring import ChurnScore, high_flags, read_labels, score_flags
+from streams.tools.kafkaio import read_json, send_all
 
 console = Console(stderr=True)
 SYNTHETIC_PREFIX = "__backtest-"

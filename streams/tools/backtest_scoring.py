@@ -83,8 +83,8 @@ def score_flags(flags: Mapping[str, list[int]], labels: Mapping[str, int], lead_
         else:
             score.late += 1
     for user, times in flags.items():
-        churned = labels.get(user)
-        if churned is not None and times[0] <= churned:
+        churn_time = labels.get(user)
+        if churn_time is not None and times[0] <= churn_time:
             score.correct += 1
         else:
             score.false_positives.append(user)

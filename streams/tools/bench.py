@@ -23,11 +23,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from streams.tools.bench_run import MODES
-from streams.local.broker import broker_for
 from streams.config import Settings, settings_to_toml
-from streams.tools.kafkaio import event_records, send_all
+from streams.local.broker import broker_for
 from streams.runtime.topics import ensure_topics
+from streams.tools.bench_run import MODES
+from streams.tools.kafkaio import event_records, send_all
 
 console = Console(stderr=True)
 RUN_TIMEOUT_S = 600.0

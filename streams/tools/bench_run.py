@@ -19,8 +19,8 @@ from typing import Any
 import faust
 import orjson
 
-from streams.runtime.app import build_app, faust_options
 from streams.config import Settings
+from streams.runtime.app import build_app, faust_options
 from streams.runtime.worker import faust_worker
 
 MODES = ("bare", "pipeline")
@@ -92,7 +92,7 @@ def _pipeline_app(settings: Settings, watch: _Stopwatch) -> faust.App:
         watch.tick()
         return outcome
 
-    runtime.handle = counted  # type: ignore[method-assign]
+    runtime.handle = counted  # type: ignore[method-assign,assignment]
     watch.sent = [app.monitor.messages_sent_by_topic, app.engagement_outputs.sent]
     return app
 

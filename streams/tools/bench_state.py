@@ -1,7 +1,7 @@
 """The ``bench-state`` command: per-user state size and resident memory for many distinct users.
 
 What it drives, honestly: the real ingest path in-process — a :class:`~streams.runtime.Runtime`
-with the default capabilities and :class:`~streams.userstore.UserStore` over a real Faust table
+with the default capabilities and :class:`~streams.core.userstore.UserStore` over a real Faust table
 store object (``memory://`` or ``rocksdb://``) — but no broker: changelog messages and outputs
 are counted and dropped, and one partition holds every user. So the figures are what the state
 costs (records, decoded cache, timers, partition figures), without Faust's producer buffers,
@@ -137,9 +137,9 @@ def measure(settings: Settings, users: int, days: int, seed: int, capabilities: 
     """One run in this process: feed the workload, then measure state bytes and RSS growth."""
     from streams.capabilities.activity import ActivityCapability
     from streams.capabilities.registry import build_capabilities
-    from streams.runtime.partitions import Runtime
     from streams.core.state import UserState
     from streams.core.userstore import UserStore
+    from streams.runtime.partitions import Runtime
 
     settings = settings.with_overrides(partitions=1)
     with tempfile.TemporaryDirectory(prefix="bench-state-") as data_dir:

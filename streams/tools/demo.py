@@ -18,14 +18,14 @@ from typing import Any
 import orjson
 from rich.console import Console
 
-from streams.local.broker import broker_for
 from streams.config import MS_PER_DAY, Settings
-from streams.tools.demo_view import DemoView
-from streams.tools.kafkaio import Publisher, consume, event_records
+from streams.local.broker import broker_for
+from streams.local.worker_process import WorkerProcess
+from streams.runtime.topics import ensure_topics
 from streams.sim.faults import with_malformed
 from streams.sim.simulator import EventFeed, SimClock, SimulationConfig
-from streams.runtime.topics import ensure_topics
-from streams.local.worker_process import WorkerProcess
+from streams.tools.demo_view import DemoView
+from streams.tools.kafkaio import Publisher, consume, event_records
 
 console = Console()
 LIVE_DAYS = 30

@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from streams.config import MS_PER_DAY
-from streams.tools.kafkaio import event_records
 from streams.sim.faults import with_malformed
 from streams.sim.simulator import SimulationConfig, churn_labels, rfc3339, timed_events
+from streams.tools.kafkaio import event_records
 
 console = Console(stderr=True)
 WRITE_CHUNK = 20_000

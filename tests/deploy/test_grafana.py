@@ -21,10 +21,10 @@ import orjson
 import pytest
 import yaml
 
-from streams.local.broker import free_port
 from streams.config import ENV_PREFIX, Settings, settings_to_toml
-from tests.support.wait import wait_for
+from streams.local.broker import free_port
 from tests.support.debian_tools import debian_tool
+from tests.support.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "deploy" / "grafana"

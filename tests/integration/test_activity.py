@@ -11,10 +11,18 @@ import pytest
 
 from streams.config import ActivityConfig, SegmentDimension, Settings
 from streams.core.contract import parse_time_ms
-from streams.tools.kafkaio import event_records, read_json, send_all
 from streams.core.routing import HomePartitions
-from tests.support.activity_batch import (EventSet, LocalDays, SegmentSpec, batch_figures, batch_transitions, generate,
-                                  normalized, stickiness)
+from streams.tools.kafkaio import event_records, read_json, send_all
+from tests.support.activity_batch import (
+    EventSet,
+    LocalDays,
+    SegmentSpec,
+    batch_figures,
+    batch_transitions,
+    generate,
+    normalized,
+    stickiness,
+)
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ import pytest
 
 from streams.config import MS_PER_MINUTE, RESERVED_KEY_PREFIX, Settings
 from streams.core.contract import parse_time_ms
-from streams.tools.kafkaio import consume, read_json, send_all
 from streams.core.state import UserState
+from streams.tools.kafkaio import consume, read_json, send_all
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration

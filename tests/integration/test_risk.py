@@ -2,7 +2,7 @@
 
 One pipeline run holds every scenario (steady users, a user who goes silent, a sharp drop, a
 cancel intent, new users, a user hovering around the medium threshold); the expected band
-changes and their days are worked out by hand in ``EXPECTED`` from the rules in README.md#engagement-score-churn-risk-and-account-health.
+changes and their days are worked out by hand in ``EXPECTED`` from the rules in docs/health-and-risk.md#engagement-score-churn-risk-and-account-health.
 The signals of the silent users can only come from the watermark advancing with other users'
 events: they send nothing after their last day.
 """

@@ -12,13 +12,19 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
-from streams.config import (MS_PER_DAY, SCHEMAS_DIR, SESSION_SCHEMA_FILE, ActivityConfig, SegmentDimension,
-                            SessionsConfig)
+from streams.config import (
+    MS_PER_DAY,
+    SCHEMAS_DIR,
+    SESSION_SCHEMA_FILE,
+    ActivityConfig,
+    SegmentDimension,
+    SessionsConfig,
+)
 from streams.core.calendar import DayClock
 from streams.tools.kafkaio import event_records, read_json, send_all
 from tests.support import session_batch as sessionbatch
-from tests.support.wait import wait_for
 from tests.support.session_data import T0, clock_events, scenario
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 CLOCK = DayClock("UTC")

@@ -1,7 +1,7 @@
 """Randomized event sets for the activity tests, and the independent batch answer for them.
 
 The batch side is plain Python over the whole event set at once, written from the definitions
-in README.md#active-users-stickiness-and-lifecycle and sharing no code with the streaming implementation (not even the day
+in docs/active-users.md#active-users-stickiness-and-lifecycle and sharing no code with the streaming implementation (not even the day
 arithmetic): sets of active days per user, then every figure of every day by direct counting.
 """
 

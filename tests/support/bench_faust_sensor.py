@@ -1,4 +1,4 @@
-"""Per-message cost of Faust's Prometheus monitor, and of our own sensor (README.md#metrics).
+"""Per-message cost of Faust's Prometheus monitor, and of our own sensor (docs/metrics.md#metrics).
 
 Calls the four hooks Faust runs for every consumed message (message in, stream event in and
 out, message out) directly, so the figure is the monitors' own work without broker noise.

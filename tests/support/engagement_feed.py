@@ -13,11 +13,11 @@ from typing import Any, Callable, Iterable
 
 import orjson
 
-from streams.tools.backtest import end_of_replay, watermark_pushers
 from streams.config import MS_PER_DAY, MS_PER_MINUTE, Settings
 from streams.core.contract import parse_time_ms
-from streams.tools.kafkaio import read_json, send_all
 from streams.local.worker_process import WorkerProcess
+from streams.tools.backtest import end_of_replay, watermark_pushers
+from streams.tools.kafkaio import read_json, send_all
 
 DAY0_MS = parse_time_ms("2026-03-02T00:00:00Z") or 0  # a Monday
 DAY0 = DAY0_MS // MS_PER_DAY

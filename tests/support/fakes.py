@@ -6,11 +6,11 @@ from typing import Any
 
 import orjson
 
-from streams.core.capability import Capability
 from streams.config import Settings, load_settings
+from streams.core.capability import Capability
 from streams.core.processor import PartitionProcessor
-from streams.runtime.partitions import Runtime
 from streams.core.userstore import UserStore
+from streams.runtime.partitions import Runtime
 
 
 class _MemoryStore:

@@ -1,6 +1,6 @@
 """The reference: sessions and usage figures computed in one batch from the accepted events.
 
-Plain Python over the whole event list, written from the definitions in README.md#sessions-active-time-core-actions-and-feature-usage and
+Plain Python over the whole event list, written from the definitions in docs/sessions-and-usage.md#sessions-active-time-core-actions-and-feature-usage and
 independent of the streaming code (no buffers, timers, difference arrays or watermarks): sort
 each user's events, cut, count. The tests compare the pipeline's outputs with these, for equality.
 """

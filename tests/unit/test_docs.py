@@ -13,9 +13,6 @@ REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 DOCS = REPO / "docs"
 PAGES = [README, *sorted(DOCS.glob("*.md"))]
-#: Pages linked before they land (written on another branch). A link to one is accepted while the
-#: file is missing; once it exists its anchors are checked like any other page's.
-PENDING_PAGES = {DOCS / "capabilities.md"}
 
 FENCE = re.compile(r"^(```|~~~)")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -82,8 +79,7 @@ def test_every_relative_link_and_anchor_resolves(page: Path) -> None:
         file_part, _, anchor = target.partition("#")
         linked = (page.parent / file_part).resolve() if file_part else page
         if not linked.exists():
-            if linked not in PENDING_PAGES:
-                broken.append(f"{target}: no such file")
+            broken.append(f"{target}: no such file")
             continue
         if anchor:
             if linked.suffix != ".md":
@@ -105,7 +101,7 @@ def test_every_page_starts_with_a_table_of_contents(page: Path) -> None:
 
 def test_the_readme_links_every_page() -> None:
     linked = {(REPO / target.partition("#")[0]).resolve() for target in links(README) if not is_external(target)}
-    pages = set(DOCS.glob("*.md")) | PENDING_PAGES
+    pages = set(DOCS.glob("*.md"))
     assert pages - linked == set(), "pages the README does not link"
 
 

@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from streams.capabilities.accounts import GREEN, RED, YELLOW, AccountBook
+from streams.capabilities.signals import SignalCounts
 from streams.config import MS_PER_DAY, AccountsConfig
 from streams.core.calendar import DayClock
-from streams.capabilities.signals import SignalCounts
 
 DAY = 20_500
 
@@ -106,7 +106,7 @@ def test_seats_follow_event_time_not_arrival_order() -> None:
 
 
 def test_health_formula_worked_example() -> None:
-    """README.md#engagement-score-churn-risk-and-account-health: 10 seats, 4 active users with mean score 70, the account's users active
+    """docs/health-and-risk.md#engagement-score-churn-risk-and-account-health: 10 seats, 4 active users with mean score 70, the account's users active
     on 12 days last week against 15 a usual week, 1 escalation."""
     b = book()
     total = {"users": 5, "active": 4, "score_sum": 280, "trend_recent": 12, "trend_base": 15.0, "escalations": 1}

@@ -11,17 +11,31 @@ import orjson
 import pytest
 
 from streams.capabilities.activity import ActivityCapability, signal_id
-from streams.config import (SCHEMAS_DIR, SIGNAL_SCHEMA_FILE, WATERMARK_NOTIFY_STEP_MS, ConfigError, Settings,
-                            SegmentDimension, load_settings)
-from streams.core.contract import parse_time_ms
-from streams.core.calendar import DayClock
 from streams.capabilities.lifecycle import SINCE_EVER, View
-from streams.runtime.metrics import build_registry, describe
 from streams.capabilities.snapshots import Rollup
+from streams.config import (
+    SCHEMAS_DIR,
+    SIGNAL_SCHEMA_FILE,
+    WATERMARK_NOTIFY_STEP_MS,
+    ConfigError,
+    SegmentDimension,
+    Settings,
+    load_settings,
+)
+from streams.core.calendar import DayClock
+from streams.core.contract import parse_time_ms
 from streams.core.routing import HomePartitions
 from streams.core.state import UserState
-from tests.support.activity_batch import (LocalDays, SegmentSpec, batch_figures, batch_transitions, generate, normalized,
-                                  stickiness)
+from streams.runtime.metrics import build_registry, describe
+from tests.support.activity_batch import (
+    LocalDays,
+    SegmentSpec,
+    batch_figures,
+    batch_transitions,
+    generate,
+    normalized,
+    stickiness,
+)
 from tests.support.fakes import FakeTable, unit_runtime, unit_settings
 
 START = parse_time_ms("2026-02-20T00:00:00-05:00")

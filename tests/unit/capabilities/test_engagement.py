@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.capabilities.registry import build_capabilities
-from streams.config import EngagementConfig, MS_PER_DAY, MS_PER_MINUTE
 from streams.capabilities.engagement import Facts, ScoreModel, percentile_ranks
 from streams.capabilities.ledger import CORE_UNITS, KEEP_DAYS, Ledger
+from streams.capabilities.registry import build_capabilities
+from streams.config import MS_PER_DAY, MS_PER_MINUTE, EngagementConfig
 from streams.core.state import UserState
 from tests.support.fakes import unit_runtime, unit_settings
 
@@ -94,7 +94,7 @@ def facts_for(active: dict[int, tuple[int, int, int]], day: int, first_day: int,
 
 
 def test_score_worked_example_from_the_docs() -> None:
-    """README.md#engagement-score-churn-risk-and-account-health: a daily-cadence user active 3 of the last 7 days, 90 active minutes and
+    """docs/health-and-risk.md#engagement-score-churn-risk-and-account-health: a daily-cadence user active 3 of the last 7 days, 90 active minutes and
     6 core actions (3 kinds) in them, against 5 days, 150 minutes and 10 core actions a week before."""
     day = DAY0 + 40
     active: dict[int, tuple[int, int, int]] = {}

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from streams.config import RiskConfig
 from streams.capabilities.engagement import NOTICE
 from streams.capabilities.risk import HIGH, LOW, MEDIUM, RiskCapability, RiskRules, drop_z
+from streams.config import RiskConfig
 from streams.core.state import UserState
 from tests.support.fakes import unit_runtime, unit_settings
 

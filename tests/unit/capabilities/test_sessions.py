@@ -30,7 +30,7 @@ def compare(pipeline: Pipeline) -> list[dict[str, Any]]:
 
 
 def test_worked_example_from_the_docs() -> None:
-    """README.md#sessions-active-time-core-actions-and-feature-usage: 10:00 page, 10:02 ping, 10:10 feature, 10:40 (30 min gap: same session), 10:41."""
+    """docs/sessions-and-usage.md#sessions-active-time-core-actions-and-feature-usage: 10:00 page, 10:02 ping, 10:10 feature, 10:40 (30 min gap: same session), 10:41."""
     p = Pipeline()
     p.feed([doc("a", 0, "reports", kind="page"), doc("b", 2, "page_ping"),
             doc("c", 10, "feature_used", properties={"feature": "reports"}),

@@ -8,11 +8,11 @@ from typing import Any
 import msgpack
 import pytest
 
+from streams.capabilities.segment_reader import SegmentReader
+from streams.capabilities.usage import UsagePartition, finish_usage_day, user_usage
 from streams.config import ConfigError
 from streams.core.calendar import DayClock
 from streams.runtime.metrics import build_registry, describe
-from streams.capabilities.usage import UsagePartition, finish_usage_day, user_usage
-from streams.capabilities.segment_reader import SegmentReader
 from tests.support import session_batch as sessionbatch
 from tests.support.fakes import unit_settings
 from tests.support.session_data import T0, Pipeline, doc, scenario

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from streams.capabilities.registry import build_capabilities
-from streams.config import ConfigError, MS_PER_HOUR, load_settings, settings_to_toml
+from streams.config import MS_PER_HOUR, ConfigError, load_settings, settings_to_toml
 from streams.core.capability import Capability, PartitionCapability, PartitionContext
 from tests.support.fakes import unit_runtime
 

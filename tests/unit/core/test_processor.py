@@ -6,9 +6,9 @@ from typing import Any
 
 import orjson
 
-from streams.core.eventtime import Watermark
 from streams.config import MS_PER_MINUTE
 from streams.core.contract import parse_time_ms
+from streams.core.eventtime import Watermark
 from streams.core.routing import HomePartitions
 from streams.core.state import UserState
 from tests.support.fakes import unit_runtime, unit_settings

@@ -15,9 +15,9 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from streams.config import COMMIT_BUCKETS_S, Settings
+from streams.runtime.metrics import describe
 from streams.runtime.monitor import WorkerCollector, WorkerMonitor, offset_lag
 from streams.tools.kafkaio import event_records, send_all
-from streams.runtime.metrics import describe
 from tests.support.wait import wait_for
 
 

@@ -10,8 +10,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.tools.kafkaio import consume
 from streams.runtime.outputs import OutputBuffer
+from streams.tools.kafkaio import consume
 
 
 async def read_all(settings: Any, topic: str, count: int) -> list[Any]:

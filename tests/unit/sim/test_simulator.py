@@ -21,11 +21,26 @@ from click.testing import CliRunner
 from streams.cli import main
 from streams.config import MS_PER_DAY, MS_PER_MINUTE, load_settings
 from streams.core.contract import Decoder, Event, load_schema, parse_time_ms
-from streams.sim.catalog import (CORE_ACTIONS, FEATURE_EVENT, FEATURES, HEARTBEAT_EVENT, NEGATIVE_EVENTS,
-                                ONBOARDING_EVENT, SIGNUP_EVENT)
+from streams.sim.catalog import (
+    CORE_ACTIONS,
+    FEATURE_EVENT,
+    FEATURES,
+    HEARTBEAT_EVENT,
+    NEGATIVE_EVENTS,
+    ONBOARDING_EVENT,
+    SIGNUP_EVENT,
+)
 from streams.sim.faults import FAULT_REASONS, with_malformed
-from streams.sim.simulator import (EventFeed, SimClock, SimulationConfig, churn_labels, live, roster, simulate,
-                               timed_events)
+from streams.sim.simulator import (
+    EventFeed,
+    SimClock,
+    SimulationConfig,
+    churn_labels,
+    live,
+    roster,
+    simulate,
+    timed_events,
+)
 
 ACTIVITY = {"track", "page", "screen"}
 SESSION_GAP = 30 * MS_PER_MINUTE

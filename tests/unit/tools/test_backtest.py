@@ -11,11 +11,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.tools.backtest import SYNTHETIC_PREFIX, watermark_pushers
-from streams.tools.backtest_scoring import high_flags, read_labels, score_flags
+from streams.capabilities.sessions import iso_ms
 from streams.config import MS_PER_DAY, load_settings
 from streams.core.routing import HomePartitions
-from streams.capabilities.sessions import iso_ms
+from streams.tools.backtest import SYNTHETIC_PREFIX, watermark_pushers
+from streams.tools.backtest_scoring import high_flags, read_labels, score_flags
 from tests.support.engagement_feed import History, at, weekdays
 
 D = MS_PER_DAY

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.tools.bench_state import Workload, measure
 from streams.config import load_settings
 from streams.core.contract import Decoder
+from streams.tools.bench_state import Workload, measure
 
 
 def test_workload_events_are_valid_ordered_and_cover_every_user() -> None:
