@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.capabilities.accounts import GREEN, RED, YELLOW, AccountBook
+from streams.capabilities.account_book import GREEN, RED, YELLOW, AccountBook
 from streams.capabilities.signals import SignalCounts
 from streams.config import MS_PER_DAY, AccountsConfig
 from streams.core.calendar import DayClock
