@@ -3,6 +3,10 @@
 Validation uses the JSON Schema file in ``schemas/`` itself (through jsonschema-rs, a compiled
 Draft 2020-12 validator), so the runtime can never disagree with the published contract.
 Checks that JSON Schema cannot express (size, timestamp sanity, clock skew) live here too.
+
+Every timestamp failure is ``bad_timestamp``, whether the schema catches it (not a string or an
+integer, no UTC offset, outside the integer range) or the bounds do (``min_timestamp_ms``,
+``max_future_s``); the message names the bound, so an operator knows which setting to change.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ import jsonschema_rs
 import orjson
 
 from streams.config import ACTIVITY_TYPES, EVENT_SCHEMA_FILE, SCHEMAS_DIR, Settings
+from streams.core.eventtime import iso_ms
+
+#: Fields holding a time; a schema violation in one of them alone is a ``bad_timestamp``.
+TIME_FIELDS = ("timestamp", "sent_at")
 
 
 class Rejection:
@@ -64,13 +72,33 @@ def _validator() -> Any:
     return jsonschema_rs.validator_for(load_schema())
 
 
-def schema_errors(doc: Any) -> list[str]:
-    """Readable schema violations of ``doc`` (empty when it conforms)."""
+def schema_errors(doc: Any) -> list[tuple[str, str]]:
+    """Schema violations of ``doc`` as (where, what), ``where`` a JSON path such as ``timestamp``
+    or ``(root)`` (empty when it conforms)."""
     errors = []
     for err in _validator().iter_errors(doc):
         where = "/".join(str(p) for p in err.instance_path) or "(root)"
-        errors.append(f"{where}: {err.message}")
+        errors.append((where, err.message))
     return errors
+
+
+@functools.lru_cache(maxsize=None)
+def epoch_ms_range() -> tuple[int, int]:
+    """The integer range the schema accepts for a timestamp (epoch milliseconds)."""
+    for option in load_schema()["properties"]["timestamp"]["oneOf"]:
+        if option.get("type") == "integer":
+            return option["minimum"], option["maximum"]
+    raise ValueError("the event schema has no integer timestamp")
+
+
+def time_problem(name: str, value: Any) -> str:
+    """Why ``value`` is not a usable time for field ``name`` (for a ``bad_timestamp`` message)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        low, high = epoch_ms_range()
+        return f"{name} {value} is outside epoch milliseconds {low}..{high}"
+    if isinstance(value, str):
+        return f"{name} {value!r} is not RFC 3339 with a UTC offset (e.g. 2026-11-02T14:03:11.250Z)"
+    return f"{name} {value!r} is neither an RFC 3339 string nor epoch milliseconds"
 
 
 def parse_time_ms(value: Any) -> int | None:
@@ -111,23 +139,32 @@ class Decoder:
         if not self._is_valid(doc):
             if not isinstance(doc, dict):
                 return Rejection("schema", f"(root): event must be a JSON object, got {type(doc).__name__}")
-            return Rejection("schema", "; ".join(schema_errors(doc)[:5]))
+            errors = schema_errors(doc)
+            fields = {where.split("/", 1)[0] for where, _ in errors}
+            if fields and fields <= set(TIME_FIELDS):
+                return Rejection("bad_timestamp", "; ".join(time_problem(name, doc[name])
+                                                           for name in TIME_FIELDS if name in fields))
+            return Rejection("schema", "; ".join(f"{where}: {message}" for where, message in errors[:5]))
         ts = parse_time_ms(doc["timestamp"])
         if ts is None:
-            return Rejection("bad_timestamp", f"timestamp {doc['timestamp']!r} is not RFC 3339 with an offset")
+            return Rejection("bad_timestamp", time_problem("timestamp", doc["timestamp"]))
         sent_at = doc.get("sent_at")
         if sent_at is not None:
             sent_ms = parse_time_ms(sent_at)
             if sent_ms is None:
-                return Rejection("bad_timestamp", f"sent_at {sent_at!r} is not RFC 3339 with an offset")
+                return Rejection("bad_timestamp", time_problem("sent_at", sent_at))
             skew = received_ms - sent_ms
             # A small gap between the client's send time and arrival is the client's clock being
             # wrong (Segment's correction). A large one is a replay or an offline queue: keep it.
             if abs(skew) <= self.max_skew_ms:
                 ts += skew
         if ts < self.min_ts:
-            return Rejection("bad_timestamp", f"timestamp {doc['timestamp']!r} is before the earliest accepted time")
+            return Rejection("bad_timestamp", f"timestamp {doc['timestamp']!r} is before min_timestamp_ms "
+                             f"({self.min_ts} = {iso_ms(self.min_ts)}); set it lower to accept older data")
         if ts > received_ms + self.max_future_ms:
-            return Rejection("bad_timestamp", f"timestamp {doc['timestamp']!r} is further in the future than allowed")
+            ahead_h = (ts - received_ms) / 3_600_000
+            return Rejection("bad_timestamp", f"timestamp {doc['timestamp']!r} is {ahead_h:.1f} h ahead of its "
+                             f"arrival ({iso_ms(received_ms)}); the limit is max_future_s = "
+                             f"{self.max_future_ms // 1000}")
         user = doc.get("user_id") or doc.get("anonymous_id")
         return Event(doc, user, ts)
