@@ -1,4 +1,4 @@
-"""The ``streams`` command: worker, demo, produce, tail, bench (``streams COMMAND --help``)."""
+"""The ``streams`` command: worker, demo, produce, close, tail, bench (``streams COMMAND --help``)."""
 
 from __future__ import annotations
 
@@ -99,6 +99,38 @@ def produce(config_file: str | None, bootstrap: str | None, partitions: int | No
     summary = produce_lines(settings, source, send_invalid=send_invalid, progress=not quiet)
     if summary.invalid and not send_invalid:
         sys.exit(1)
+
+
+@main.command()
+@connection_options
+@click.option("--through", default=None, metavar="TIME",
+              help="Close through this event time (RFC 3339 or epoch ms). Default: the newest event on the topic.")
+@friendly
+def close(config_file: str | None, bootstrap: str | None, partitions: int | None, through: str | None) -> None:
+    """Declare a finished stream (a replay) finished: every day and session becomes final.
+
+    Writes a close record to every partition of the events topic, behind everything produced so
+    far. Each partition then closes every day up to the day of TIME (and the sessions ending in
+    it); later events older than that are late. Example:
+    streams produce history.jsonl && streams close
+    """
+    settings = settings_from(config_file, bootstrap=bootstrap, partitions=partitions)
+    if not settings.bootstrap:
+        raise click.UsageError("bootstrap: set --bootstrap or ENGAGEMENT_BOOTSTRAP")
+    through_ms = None
+    if through is not None:
+        from streams.core.contract import parse_time_ms
+
+        through_ms = int(through) if through.isdigit() else parse_time_ms(through)
+        if through_ms is None:
+            raise click.UsageError(f"--through: {through!r} is not RFC 3339 with a UTC offset nor epoch milliseconds")
+    from streams.core.eventtime import iso_ms
+    from streams.tools.close import close_stream
+
+    closed, count = close_stream(settings, through_ms)
+    if closed is None:
+        raise click.UsageError(f"close: no event on '{settings.events_topic}' to close through; give --through")
+    click.echo(f"closed {count} partitions of '{settings.events_topic}' through {iso_ms(closed)}")
 
 
 @main.command()

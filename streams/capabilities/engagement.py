@@ -274,6 +274,10 @@ class EngagementCapability(Capability):
     def for_partition(self, ctx: "PartitionContext") -> "EngagementPartition":
         return EngagementPartition(ctx, self)
 
+    def settle_ms(self) -> int:
+        """A day is scored its settle time after its end."""
+        return self.schedule.settle_ms
+
     def collect(self, parts: Sequence[PartitionCapability]) -> Iterable[Metric]:
         gauge = GaugeMetricFamily(f"{METRIC_PREFIX}_score_users", "Users by their latest "
                                   "engagement score range (owned partitions; sum over workers).",

@@ -487,6 +487,10 @@ class Sessions(Capability):
     def finishers(self) -> dict[str, Finisher]:
         return {"sessions_day": finish_sessions_day}
 
+    def settle_ms(self) -> int:
+        """A session ending on a day closes a timeout after its last event."""
+        return self.settings.sessions.timeout_ms
+
     def for_partition(self, ctx: "PartitionContext") -> SessionsPartition:
         # A partition assigned again replaces its old instance: at most one kept per partition.
         self._retire([p for p in self._instances if p.ctx.partition != ctx.partition])

@@ -57,6 +57,17 @@ OUTPUT_KEY_CACHE = 100_000
 
 #: Capabilities hear of watermark progress in steps of at least this much event time.
 WATERMARK_NOTIFY_STEP_MS = 60_000
+#: A partition tells the others where its source watermark is (a marker on the re-key topic) when
+#: it moved at least this much since its last marker (and when it turns idle or busy, or closes).
+MARKER_STEP_MS = 60_000
+#: A source watermark follows what several users agree on: of the latest event times of the last
+#: ``EVIDENCE_USERS`` distinct users read, it takes the r-th largest, r = 1 + (users - 1) //
+#: ``EVIDENCE_SHARE`` (16 of 256). A device with a fast clock is one user, however many events it sends.
+EVIDENCE_USERS = 256
+EVIDENCE_SHARE = 16
+#: Source clocks kept from the last flushes, so a restart judges from the one of the offset Kafka
+#: resumes at (normally the newest; an older one when the commit after a flush did not happen).
+SOURCE_SNAPSHOTS = 3
 
 #: Key prefix reserved for pipeline records in the state table (never a user id).
 RESERVED_KEY_PREFIX = b"\x00"
@@ -72,4 +83,4 @@ ROCKSDB_TARGET_FILE_MB = 16
 SIGNAL_TYPES = ("lifecycle", "churn_risk", "engagement_score", "account_health")
 SIGNAL_SCHEMA_FILE = "signal.schema.json"
 
-__all__ = ['ENV_PREFIX', 'REPO_ROOT', 'SCHEMAS_DIR', 'EVENT_SCHEMA_FILE', 'ACTIVITY_TYPES', 'EVENT_TYPES', 'METRIC_PREFIX', 'OUTCOMES', 'DEAD_LETTER_REASONS', 'OUTPUT_ROLES', 'COMMIT_BUCKETS_S', 'MS_PER_SECOND', 'MS_PER_MINUTE', 'MS_PER_HOUR', 'MS_PER_DAY', 'PRODUCER_LINGER_MS', 'PRODUCER_MAX_BATCH_BYTES', 'OUTPUT_LINGER_MS', 'INGEST_BATCH_EVENTS', 'INGEST_BATCH_WAIT_S', 'GC_THRESHOLDS', 'COMMIT_EVERY_MESSAGES', 'OUTPUT_KEY_CACHE', 'WATERMARK_NOTIFY_STEP_MS', 'RESERVED_KEY_PREFIX', 'ROCKSDB_WRITE_BUFFERS', 'ROCKSDB_TARGET_FILE_MB', 'SIGNAL_TYPES', 'SIGNAL_SCHEMA_FILE']
+__all__ = ['ENV_PREFIX', 'REPO_ROOT', 'SCHEMAS_DIR', 'EVENT_SCHEMA_FILE', 'ACTIVITY_TYPES', 'EVENT_TYPES', 'METRIC_PREFIX', 'OUTCOMES', 'DEAD_LETTER_REASONS', 'OUTPUT_ROLES', 'COMMIT_BUCKETS_S', 'MS_PER_SECOND', 'MS_PER_MINUTE', 'MS_PER_HOUR', 'MS_PER_DAY', 'PRODUCER_LINGER_MS', 'PRODUCER_MAX_BATCH_BYTES', 'OUTPUT_LINGER_MS', 'INGEST_BATCH_EVENTS', 'INGEST_BATCH_WAIT_S', 'GC_THRESHOLDS', 'COMMIT_EVERY_MESSAGES', 'OUTPUT_KEY_CACHE', 'WATERMARK_NOTIFY_STEP_MS', 'MARKER_STEP_MS', 'EVIDENCE_USERS', 'EVIDENCE_SHARE', 'SOURCE_SNAPSHOTS', 'RESERVED_KEY_PREFIX', 'ROCKSDB_WRITE_BUFFERS', 'ROCKSDB_TARGET_FILE_MB', 'SIGNAL_TYPES', 'SIGNAL_SCHEMA_FILE']

@@ -59,17 +59,20 @@ class Settings:
     max_event_bytes: int = 32 * 1024
     dead_letter_payload_bytes: int = 4 * 1024
     allowed_lateness_s: float = 600.0
-    """Watermark = newest event time seen - this. Older events are late (dead-lettered as ``late``)."""
+    """A partition's watermark = the event time its recent users agree on - this. Older events are
+    late (dead-lettered as ``late``); event ids applied within it are remembered (de-duplication)."""
     idle_partition_s: float = 30.0
-    """A partition with no events for this long advances its watermark by wall-clock time."""
+    """A partition that read nothing for this long (wall clock) is idle: the others stop waiting for
+    it, and its watermark advances with the wall clock (unless its input was closed)."""
+    max_partition_skew_s: float = 21600.0
+    """A partition stops reading new events while its watermark runs more than this ahead of the
+    slowest busy partition's (flow control: it bounds what waits in memory, not what is computed)."""
     max_future_s: float = 86400.0
-    """Events stamped further than this ahead of their arrival are ``bad_timestamp``."""
+    """Events stamped further than this ahead of their arrival (Kafka timestamp) are ``bad_timestamp``."""
     min_timestamp_ms: int = 946684800000
-    """Events before this (2000-01-01) are ``bad_timestamp``."""
+    """Events before this (2000-01-01) are ``bad_timestamp``; set it lower to replay older data."""
     max_clock_skew_s: float = 86400.0
     """When ``sent_at`` is within this of arrival, the gap is client clock skew and is corrected."""
-    dedupe_window: int = 16
-    """Event-id fingerprints kept per user; a retry within the user's last N events is a duplicate."""
     state_cache_users: int = 20_000
     """Decoded user records kept in memory beyond the dirty ones (least recently used dropped first).
     A decoded record costs ~0.9 KB with the activity capability alone, ~2.1 KB with all six, against
@@ -112,6 +115,10 @@ class Settings:
         return int(self.idle_partition_s * MS_PER_SECOND)
 
     @property
+    def max_partition_skew_ms(self) -> int:
+        return int(self.max_partition_skew_s * MS_PER_SECOND)
+
+    @property
     def max_future_ms(self) -> int:
         return int(self.max_future_s * MS_PER_SECOND)
 
@@ -122,7 +129,13 @@ class Settings:
     @property
     def output_topics(self) -> tuple[str, ...]:
         return (self.dead_letter_topic, self.signals_topic, self.sessions_topic, self.metrics_topic,
-                self.partials_topic, self.account_shares_topic)
+                self.partials_topic, self.account_shares_topic, self.rekey_topic)
+
+    @property
+    def rekey_topic(self) -> str:
+        """Internal: events forwarded to their user's partition, and the partitions' watermark
+        markers (see :mod:`streams.core.rekey`). Named after the app, like Faust's changelogs."""
+        return f"{self.app_id}-rekey"
 
     @property
     def account_shares_topic(self) -> str:

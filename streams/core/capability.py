@@ -272,6 +272,12 @@ class Capability:
         """Topics of its own it writes to, created with the pipeline's topics."""
         return ()
 
+    def settle_ms(self) -> int:
+        """How long (event time) after a day's end this capability's outputs for that day can still
+        change (e.g. a session ending on it closes a timeout later). Closing a finished stream
+        (``streams close``) moves the watermark past the last day's end by the largest of these."""
+        return 0
+
 
 def check_capabilities(capabilities: Sequence[Capability]) -> None:
     """Reject a set of capabilities that cannot run together, naming the problem: duplicate names

@@ -1,10 +1,22 @@
-"""Event time for one partition: the watermark that closes days, sessions and inactivity.
+"""Event time of one partition: the watermark that closes its days, sessions and inactivity.
 
-watermark = newest event time seen - allowed lateness. Events older than the watermark are late.
-Only the events move it, so replaying last year's events gives the answers living through them
-gave. The wall clock is used for one thing: a partition that has received nothing for
-``idle_ms`` is assumed to be living in real time, and its watermark advances with the time
-elapsed since its last event (otherwise a quiet partition would never close its last day).
+A partition's users receive events from two inputs: the partition of the events topic itself
+(producers that place users where Kafka's murmur2 does) and the partition of the internal re-key
+topic, where the other partitions forward the events they read for this partition's users
+(producers with another partitioner, or none). Each partition judges the events it reads against
+its own source watermark (:mod:`streams.core.sourceclock`) and tells every other partition how far
+that watermark has come, with markers on the re-key topic behind the events it forwarded.
+
+The partition's watermark, the one its capabilities see, is the minimum over its inputs (the rule
+of Flink and Beam: an operator's watermark is the minimum over its inputs): its own source
+watermark and the latest marker of every other partition. So a forwarded event can never arrive
+after the watermark passed it: its source judged it on time, and the marker that could move the
+watermark past it comes after it on the re-key topic. A partition that has read nothing for a
+while is *idle* and is left out of the minimum (Flink's idleness); when every input is idle the
+minimum of all of them is used, so quiet partitions still advance with the wall clock.
+
+The watermark never moves back. Only events, markers and the idle rule move it, so replaying last
+year's events gives the answers living through them gave.
 """
 
 from __future__ import annotations
@@ -22,46 +34,57 @@ def iso_ms(ms: int) -> str:
 
 
 class Watermark:
-    __slots__ = ("lateness_ms", "idle_ms", "max_ts", "value", "_last_arrival")
+    """What a partition's capabilities see: the watermark, and the newest event time applied."""
 
-    def __init__(self, lateness_ms: int, idle_ms: int) -> None:
-        self.lateness_ms = lateness_ms
-        self.idle_ms = idle_ms
-        self.max_ts = NO_TIME
+    __slots__ = ("value", "max_ts")
+
+    def __init__(self) -> None:
         self.value = NO_TIME
-        self._last_arrival = 0.0
+        self.max_ts = NO_TIME
 
     def is_late(self, ts: int) -> bool:
         return ts < self.value
 
-    def observe(self, ts: int, wall_ms: float) -> bool:
-        """Take an applied event's time into account; True when the watermark moved forward."""
-        self._last_arrival = wall_ms
-        if ts <= self.max_ts:
-            return False
-        self.max_ts = ts
-        candidate = ts - self.lateness_ms
-        if candidate > self.value:
-            self.value = candidate
-            return True
-        return False
 
-    def restore(self, max_ts: int, wall_ms: float) -> None:
-        """Resume from the newest event time found in recovered state."""
-        if max_ts > self.max_ts:
-            self.max_ts = max_ts
-            self.value = max(self.value, max_ts - self.lateness_ms)
-        self._last_arrival = wall_ms
+class Inputs:
+    """The latest marker of every other partition, and the minimum over all inputs."""
 
-    def idle_advance(self, wall_ms: float) -> bool:
-        """Advance a quiet partition with the wall clock; True when the watermark moved."""
-        if self.max_ts == NO_TIME:
+    __slots__ = ("own", "marks", "idle")
+
+    def __init__(self, own: int, partitions: int) -> None:
+        self.own = own
+        self.marks = [NO_TIME] * partitions
+        """Per source partition: its source watermark, as its latest marker said."""
+        self.idle = [False] * partitions
+
+    def mark(self, source: int, watermark: int, idle: bool) -> bool:
+        """A marker from ``source``; True when it changes what this partition waits for."""
+        if source == self.own or not 0 <= source < len(self.marks):
             return False
-        silent = wall_ms - self._last_arrival
-        if silent < self.idle_ms:
-            return False
-        candidate = int(self.max_ts + silent - self.lateness_ms)
-        if candidate > self.value:
-            self.value = candidate
-            return True
-        return False
+        changed = idle != self.idle[source] or watermark > self.marks[source]
+        self.idle[source] = idle
+        if watermark > self.marks[source]:
+            self.marks[source] = watermark
+        return changed
+
+    def combined(self, own_value: int, own_idle: bool) -> int:
+        """The minimum over the inputs that are not idle (over all of them when all are idle)."""
+        lowest = None
+        quiet = own_value
+        for source, value in enumerate(self.marks):
+            if source == self.own:
+                continue
+            if self.idle[source]:
+                quiet = min(quiet, value)
+            elif lowest is None or value < lowest:
+                lowest = value
+        if not own_idle:
+            lowest = own_value if lowest is None else min(lowest, own_value)
+        return quiet if lowest is None else lowest
+
+    def state(self) -> list[list[int]]:
+        return [[value, int(idle)] for value, idle in zip(self.marks, self.idle)]
+
+    def restore(self, stored: list[list[int]]) -> None:
+        for source, (value, idle) in enumerate(stored[:len(self.marks)]):
+            self.marks[source], self.idle[source] = value, bool(idle)

@@ -10,13 +10,16 @@ The record is a msgpack array: small integers take one byte and fingerprints sta
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import msgpack
 
 #: Bumped when the layout changes; records of another version are rejected loudly.
-STATE_VERSION = 1
+STATE_VERSION = 2
 FINGERPRINT_BYTES = 8
+#: A remembered event id: its fingerprint and its event time in whole seconds (big-endian).
+_SEEN = struct.Struct(">8sI")
 
 
 class LiveSlot:
@@ -42,7 +45,8 @@ class UserState:
 
     def __init__(self) -> None:
         self.last_offset = -1
-        """Source-partition offset of the newest event applied: redeliveries at or below it are skipped."""
+        """Offset of the newest event applied from the user's own partition of the events topic:
+        redeliveries at or below it are skipped."""
         self.first_ts = 0
         """Event time of the first event applied (ms)."""
         self.max_ts = 0
@@ -50,22 +54,26 @@ class UserState:
         self.events = 0
         """Events applied (accepted, not duplicate, not late)."""
         self.account: str | None = None
-        self.recent: list[bytes] = []
-        """Fingerprints of the user's newest event ids, oldest first (bounded by ``dedupe_window``)."""
+        self.recent: dict[bytes, int] = {}
+        """Fingerprints of the event ids applied whose time is within the de-duplication horizon,
+        with their event time in seconds (see :meth:`forget_before`)."""
         self.ext: dict[str, Any] = {}
 
     @property
     def is_new(self) -> bool:
         return self.events == 0
 
-    def seen(self, fingerprint: bytes) -> bool:
-        return fingerprint in self.recent
+    def remember(self, fingerprint: bytes, ts_ms: int) -> None:
+        self.recent[fingerprint] = min(max(0, ts_ms // 1000), 0xFFFFFFFF)
 
-    def remember(self, fingerprint: bytes, window: int) -> None:
+    def forget_before(self, horizon_ms: int) -> None:
+        """Drop the fingerprints of events older than ``horizon_ms`` (a second of slack): no copy
+        of them can be applied any more, so nothing needs to recognise one."""
         recent = self.recent
-        recent.append(fingerprint)
-        if len(recent) > window:
-            del recent[: len(recent) - window]
+        if recent:
+            horizon_s = horizon_ms // 1000 - 1
+            for fingerprint in [f for f, seconds in recent.items() if seconds < horizon_s]:
+                del recent[fingerprint]
 
     def encode(self) -> bytes:
         ext = self.ext
@@ -74,7 +82,7 @@ class UserState:
                 ext[slot] = value.freeze(self)
         return msgpack.packb(
             [STATE_VERSION, self.last_offset, self.first_ts, self.max_ts, self.events, self.account,
-             b"".join(self.recent), self.ext],
+             b"".join(_SEEN.pack(f, s) for f, s in self.recent.items()), self.ext],
             use_bin_type=True,
         )
 
@@ -86,5 +94,5 @@ class UserState:
         state = cls()
         (_, state.last_offset, state.first_ts, state.max_ts, state.events, state.account,
          recent, state.ext) = fields
-        state.recent = [recent[i:i + FINGERPRINT_BYTES] for i in range(0, len(recent), FINGERPRINT_BYTES)]
+        state.recent = dict(_SEEN.iter_unpack(recent)) if recent else {}
         return state

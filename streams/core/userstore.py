@@ -20,8 +20,6 @@ from streams.config import RESERVED_KEY_PREFIX
 from streams.core.state import UserState
 
 
-def _reserved_first(item: tuple[bytes, Any]) -> bool:
-    return not item[0].startswith(RESERVED_KEY_PREFIX)
 
 
 class _PartitionKeys:
@@ -70,7 +68,18 @@ class UserStore:
         self._send = send_changelog or table.send_changelog
         self._cache: OrderedDict[bytes, UserState] = OrderedDict()
         self._dirty: dict[int, dict[bytes, UserState]] = {}
+        self._last: set[bytes] = set()
         self.writes = 0
+
+    def write_last(self, key: bytes) -> None:
+        """Write ``key`` after every other record of its flush (a record that vouches for them)."""
+        self._last.add(key)
+
+    def _rank(self, item: tuple[bytes, Any]) -> int:
+        key = item[0]
+        if key in self._last:
+            return 2
+        return 0 if key.startswith(RESERVED_KEY_PREFIX) else 1
 
     def get(self, partition: int, key: bytes) -> UserState | None:
         """The user's record, or None for a user this partition has never applied an event for."""
@@ -106,6 +115,10 @@ class UserStore:
     def dirty_count(self) -> int:
         return sum(len(d) for d in self._dirty.values())
 
+    def dirty_states(self, partition: int) -> Iterator[UserState]:
+        """The records of a partition waiting for the next flush."""
+        return iter(list(self._dirty.get(partition, {}).values()))
+
     def flush(self, partition: int | None = None) -> int:
         """Write every dirty record (of one partition or all) to the store and changelog once."""
         parts = list(self._dirty) if partition is None else [partition]
@@ -116,8 +129,10 @@ class UserStore:
                 continue
             # Reserved records (partition tables such as segment label codes) go first: user
             # records refer to them, and a flush cut short by a crash must never leave a user
-            # pointing at a code its recovered table lacks. One changelog partition keeps order.
-            for key, state in sorted(dirty.items(), key=_reserved_first):
+            # pointing at a code its recovered table lacks. Records registered with
+            # ``write_last`` (the partition's event-time record) go after the users: whenever one
+            # is recovered, so are the users of its flush. One changelog partition keeps order.
+            for key, state in sorted(dirty.items(), key=self._rank):
                 blob = state.encode()
                 self.keys.put(p, key, blob)
                 self._send(p, key, blob)

@@ -1,4 +1,4 @@
-"""The Faust application: one agent on the events topic, one state table, one timer.
+"""The Faust application: one agent on the events and re-key topics, one state table, one timer.
 
 Data flow (module by module): ``contract`` (decode, validate) -> ``routing`` (home partition)
 -> ``processor`` (de-duplicate, watermark, apply) -> capabilities (``activity``, ``sessions``,
@@ -8,11 +8,13 @@ dead letters). ``metrics`` exposes it all on ``/metrics``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any, Callable, Sequence
 
 import faust
+from aiokafka import TopicPartition
 from prometheus_client import generate_latest
 
 from streams.capabilities.registry import build_capabilities
@@ -120,6 +122,21 @@ def changelog_sender(table: Any, outputs: OutputBuffer, settings: Settings) -> C
     return send
 
 
+async def _fetch_partitions(thread: Any, pause: list[TopicPartition], resume: list[TopicPartition]) -> None:
+    """Pause and resume fetching partitions (run in Faust's consumer thread, which owns the client)."""
+    consumer = thread._ensure_consumer()
+    assigned = consumer.assignment()
+    if pause:
+        consumer.pause(*[tp for tp in pause if tp in assigned])
+    if resume:
+        consumer.resume(*[tp for tp in resume if tp in assigned])
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("could not pause or resume a partition: %r", future.exception())
+
+
 def build_app(settings: Settings, capabilities: Sequence[Capability] | None = None) -> tuple[EngagementApp, Runtime]:
     """Create the worker's Faust app and the runtime it drives."""
     if not settings.bootstrap:
@@ -130,8 +147,10 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
     app.engagement_settings = settings
     # Faust's private accessor: the running aiokafka producer (the outputs bypass Faust's per-record path).
     outputs = app.engagement_outputs = OutputBuffer(lambda: app.producer._ensure_producer())  # type: ignore[attr-defined]
-    events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
-                       value_serializer="raw", partitions=settings.partitions)
+    # One agent reads both inputs of a partition: its events and what the other partitions forward
+    # to it (Faust assigns partition p of both topics, and of the state table, to one worker).
+    inputs = app.topic(settings.events_topic, settings.rekey_topic, key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
     table = app.Table(STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes,
                       options=settings.rocksdb_options() if settings.store.startswith("rocksdb") else None)
     runtime = Runtime(settings, UserStore(table, settings.state_cache_users, changelog_sender(table, outputs, settings)),
@@ -142,20 +161,38 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
     registry = build_registry(runtime)
     registry.register(WorkerCollector(app, settings, monitor, outputs.sent))
 
-    @app.agent(events, name="ingest")
+    @app.agent(inputs, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
         # Events are handled in batches: the pipeline's per-event code runs on data still in the
         # CPU caches, which interleaving it with Faust's machinery event by event is not (it
         # ran half as fast). Faust acks a batch's events after the loop body: the commit, and the
         # state flush before it, never claim an event that was not handled.
-        handle = runtime.handle
+        handle, rekeyed, end_batch = runtime.handle, runtime.handle_rekeyed, runtime.end_batch
+        events_topic = settings.events_topic
         # (Stream has take_events, StreamT does not declare it)
         batches = stream.take_events(INGEST_BATCH_EVENTS, within=INGEST_BATCH_WAIT_S)  # type: ignore[attr-defined]
         async for batch in batches:
             for event in batch:
                 message = event.message
-                handle(message.partition, message.key, message.value, message.offset,
-                       int(message.timestamp * 1000))
+                if message.topic == events_topic:
+                    handle(message.partition, message.key, message.value, message.offset,
+                           int(message.timestamp * 1000))
+                else:
+                    rekeyed(message.partition, message.key, message.value, message.offset)
+            pause, resume = end_batch()
+            if pause or resume:
+                align(pause, resume)
+
+    def align(pause: set[int], resume: set[int]) -> None:
+        """Stop and restart fetching the events of partitions running ahead in event time (see
+        Runtime.align). Done on the Kafka client itself, in Faust's consumer thread: what was
+        fetched is still delivered, nothing more is fetched. (Faust's own ``pause_partitions``
+        drops records fetched before the pause, expecting a seek afterwards.)"""
+        thread = app.consumer._thread  # type: ignore[attr-defined]
+        future = asyncio.ensure_future(thread.call_thread(
+            _fetch_partitions, thread, [TopicPartition(settings.events_topic, p) for p in sorted(pause)],
+            [TopicPartition(settings.events_topic, p) for p in sorted(resume)]))
+        future.add_done_callback(_log_failure)
 
     @app.timer(settings.tick_interval_s)
     async def tick() -> None:
@@ -173,9 +210,11 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
     @app.page("/figures")
     async def figures(web: Any, request: Any) -> Any:
         return web.json({"partitions": {p: proc.figures() for p, proc in runtime.processors.items()},
-                         "outcomes": dict(runtime.outcomes),
+                         "event_time": {p: proc.clock() for p, proc in runtime.processors.items()},
+                         "outcomes": dict(runtime.outcomes), "ahead": runtime.ahead, "closed": runtime.closed,
                          "dead_letter_reasons": dict(runtime.dead_letter_reasons)})
 
     install_agents(app, settings, capabilities)
     app.engagement_runtime = runtime  # type: ignore[attr-defined]
     return app, runtime
+

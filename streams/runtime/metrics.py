@@ -38,6 +38,13 @@ class RuntimeCollector(Collector):
         for reason in DEAD_LETTER_REASONS:
             dead.add_metric([reason], rt.dead_letter_reasons.get(reason, 0))
         yield dead
+        yield CounterMetricFamily(f"{P}_events_ahead", "Events applied although stamped further ahead "
+                                  "than the partition's recent users agree time has come (by more than the "
+                                  "allowed lateness): a device clock running ahead, or the first events after a "
+                                  "quiet spell. They do not move the watermark.", value=rt.ahead)
+        yield GaugeMetricFamily(f"{P}_partitions_paused", "Owned partitions whose reading is paused because "
+                                "their watermark runs more than max_partition_skew_s ahead of the slowest.",
+                                value=sum(1 for proc in rt.processors.values() if proc.paused))
         yield CounterMetricFamily(f"{P}_state_flushes", "State flushes (one per offset commit).", value=rt.flushes)
         yield CounterMetricFamily(f"{P}_state_writes", "User records written to the state table.",
                                   value=rt.store.writes)

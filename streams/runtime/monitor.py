@@ -32,7 +32,7 @@ P = METRIC_PREFIX
 def output_roles(settings: Settings, changelog_topics: Iterable[str]) -> dict[str, str]:
     """Topic name -> the bounded label value naming its role (topic names vary per deployment)."""
     roles = {topic: "changelog" for topic in changelog_topics}
-    roles.update({settings.events_topic: "rekeyed", settings.dead_letter_topic: "dead_letters",
+    roles.update({settings.rekey_topic: "rekeyed", settings.dead_letter_topic: "dead_letters",
                   settings.signals_topic: "signals", settings.sessions_topic: "sessions",
                   settings.metrics_topic: "metrics", settings.partials_topic: "partials"})
     return roles

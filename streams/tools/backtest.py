@@ -3,11 +3,10 @@ its churn-risk signals against churn labels (definitions in :mod:`streams.tools.
 
 Steps: start the embedded broker (unless ``--bootstrap``), create topics of the run's own, start a
 worker process (``streams worker``, the full pipeline and configuration), produce the file as fast
-as the broker takes it, then push every partition's watermark just past the end of the file (one
-synthetic event per partition, from users named ``__backtest-*``), so the last day is scored;
-wait until the worker has consumed everything and the signals topic is quiet; read the signals;
-report. Nothing goes past the end of the file: the replay judges users as living through those
-days would have, no later.
+as the broker takes it, then close the stream through the file's newest event (``streams close``):
+every partition finishes the last day, which is scored; wait until the worker has consumed
+everything and the signals topic is quiet; read the signals; report. Nothing goes past the end of
+the file: the replay judges users as living through those days would have, no later.
 """
 
 from __future__ import annotations
@@ -25,18 +24,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from streams.config import MS_PER_MINUTE, Settings
+from streams.config import Settings
 from streams.core.contract import parse_time_ms
 from streams.core.eventtime import iso_ms
-from streams.core.routing import HomePartitions
 from streams.local.broker import broker_for
 from streams.local.worker_process import WorkerProcess
 from streams.runtime.topics import ensure_topics
 from streams.tools.backtest_scoring import ChurnScore, high_flags, read_labels, score_flags
+from streams.tools.close import close_stream
 from streams.tools.kafkaio import read_json, send_all
 
 console = Console(stderr=True)
-SYNTHETIC_PREFIX = "__backtest-"
 POLL_S = 0.5
 
 
@@ -82,33 +80,10 @@ def _records(path: Path, replay: Replay) -> Iterator[tuple[bytes | None, bytes]]
             yield (user.encode() if isinstance(user, str) and user else None), line
 
 
-def watermark_pushers(settings: Settings, at_ms: int) -> list[tuple[bytes, bytes]]:
-    """One synthetic activity event per partition at ``at_ms`` (users chosen to land in each)."""
-    home = HomePartitions(settings.partitions, settings.partitions * 64)
-    found: dict[int, bytes] = {}
-    n = 0
-    while len(found) < settings.partitions:
-        key = f"{SYNTHETIC_PREFIX}{n}".encode()
-        found.setdefault(home(key), key)
-        n += 1
-    return [(key, orjson.dumps({"event_id": f"{key.decode()}-{at_ms}", "type": "track", "event": "backtest_end",
-                                "user_id": key.decode(), "timestamp": iso_ms(at_ms)}))
-            for _, key in sorted(found.items())]
-
-
-def end_of_replay(settings: Settings, last_ms: int) -> int:
-    """An event time whose watermark has passed the end of the last day of the file plus the
-    time a day needs to be scored (settle), but no further."""
-    from streams.capabilities.engagement import ScoringSchedule
-
-    schedule = ScoringSchedule(settings)
-    last_day = schedule.clock.day(last_ms)
-    return schedule.due(last_day) + settings.allowed_lateness_ms + MS_PER_MINUTE
-
-
-def _consumed(worker: WorkerProcess) -> int:
+def _consumed(worker: WorkerProcess) -> tuple[int, int]:
+    """(events judged, close records read) by the worker."""
     doc = worker.figures()
-    return sum(v for k, v in doc["outcomes"].items() if k != "rekeyed")
+    return sum(v for k, v in doc["outcomes"].items() if k != "rekeyed"), doc["closed"]
 
 
 def replay_file(settings: Settings, events: Path, progress: bool = True) -> Replay:
@@ -126,16 +101,14 @@ def replay_file(settings: Settings, events: Path, progress: bool = True) -> Repl
             bar.update(produced, total=replay.events)
             if replay.last_ms is None:
                 raise ValueError(f"{events}: no events with a timestamp")
-            pushers = watermark_pushers(settings, end_of_replay(settings, replay.last_ms))
-            asyncio.run(send_all(settings, pushers))
-            expected = replay.events + len(pushers)
-            consumed = bar.add_task("processing", total=expected)
+            close_stream(settings, replay.last_ms)
+            consumed = bar.add_task("processing", total=replay.events)
             while True:
                 if not worker.alive():
                     raise RuntimeError(f"the worker stopped (log: {worker.log_path})")
-                done = _consumed(worker)
-                bar.update(consumed, completed=min(done, expected))
-                if done >= expected:
+                done, closed = _consumed(worker)
+                bar.update(consumed, completed=min(done, replay.events))
+                if done >= replay.events and closed >= settings.partitions:
                     break
                 time.sleep(POLL_S)
         time.sleep(2 * settings.commit_interval_s + 1)  # outputs go out with the next commit
@@ -149,8 +122,6 @@ def report(replay: Replay, score: ChurnScore, settings: Settings) -> None:
     out = Console()
     counts: dict[tuple[str, str], int] = {}
     for sig in replay.signals:
-        if str(sig.get("user_id", "")).startswith(SYNTHETIC_PREFIX):
-            continue
         level = sig.get("to") or sig.get("direction") or ""
         counts[(sig.get("type", "?"), level)] = counts.get((sig.get("type", "?"), level), 0) + 1
     table = Table(title="backtest: churn-risk signals against churn labels", show_header=True)
@@ -190,7 +161,7 @@ def run_backtest(settings: Settings, events: Path, labels: Path, lead_days: floa
         truth = read_labels(fh)
     with broker_for(settings) as (live, _), tempfile.TemporaryDirectory(prefix="backtest-") as data_dir:
         replay = replay_file(run_tag(live, data_dir), events, progress=progress)
-    signals = [s for s in replay.signals if not str(s.get("user_id", "")).startswith(SYNTHETIC_PREFIX)]
+    signals = replay.signals
     score = score_flags(high_flags(signals), truth, lead_days=lead_days, window_days=window_days)
     report(replay, score, settings)
     if json_out is not None:

@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
+from tests.support.evidence import ReferenceWatermark
+
 DAY_MS = 86_400_000
 STATES = ("new", "returning", "resurrected", "dormant")
 PLANS = ("free", "team", "business", "enterprise")
@@ -36,7 +38,8 @@ def generate(seed: int, users: int, days: int, start_ms: int, lateness_ms: int,
     """Users with varied habits (daily, weekly, a burst then a comeback after weeks, one-off),
     segment values that change (plan by identify, platform and country by context), events
     arriving out of order by up to 90% of the lateness, duplicates soon after their original,
-    and late events (older than the watermark of their user's partition, ``home``, at arrival)."""
+    and late events (older than the watermark of their user's partition, ``home``, at arrival, by
+    the rule of docs/contract.md: :class:`~tests.support.evidence.ReferenceWatermark`)."""
     rng = random.Random(seed)
     docs: list[dict[str, Any]] = []
     serial = 0
@@ -85,18 +88,20 @@ def generate(seed: int, users: int, days: int, start_ms: int, lateness_ms: int,
     arrivals = sorted(((doc["timestamp"] + rng.random() * 0.9 * lateness_ms, doc) for doc in docs),
                       key=lambda pair: pair[0])
     out = EventSet()
-    newest: dict[int, int] = {}
+    watermarks: dict[int, ReferenceWatermark] = {}
     for _, doc in arrivals:
         out.arrivals.append(doc)
         out.accepted.append(doc)
         partition = home(doc["user_id"])
-        newest[partition] = max(newest.get(partition, 0), doc["timestamp"])
+        watermark = watermarks.setdefault(partition, ReferenceWatermark(lateness_ms))
+        watermark.observe(doc["user_id"], doc["timestamp"])
         if rng.random() < duplicate_share:  # a retry: same event id, right behind the original
             out.arrivals.append(dict(doc))
+            watermark.observe(doc["user_id"], doc["timestamp"])
             out.duplicates += 1
-        if rng.random() < late_share:
+        if rng.random() < late_share and watermark.value is not None:
             late = dict(doc, event_id=f"late-{serial}",
-                        timestamp=newest[partition] - lateness_ms - rng.randrange(1, 3 * 3600_000))
+                        timestamp=watermark.value - rng.randrange(1, 3 * 3600_000))
             serial += 1
             out.arrivals.append(late)
             out.late += 1

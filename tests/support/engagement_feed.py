@@ -16,7 +16,7 @@ import orjson
 from streams.config import MS_PER_DAY, MS_PER_MINUTE, Settings
 from streams.core.contract import parse_time_ms
 from streams.local.worker_process import WorkerProcess
-from streams.tools.backtest import end_of_replay, watermark_pushers
+from streams.tools.close import close_stream
 from streams.tools.kafkaio import read_json, send_all
 
 DAY0_MS = parse_time_ms("2026-03-02T00:00:00Z") or 0  # a Monday
@@ -80,21 +80,21 @@ class History:
 def run_pipeline(settings: Settings, docs: list[dict[str, Any]],
                  start_worker: Callable[[Settings], WorkerProcess],
                  topics: tuple[str, ...] = ()) -> tuple[dict[str, list[Any]], WorkerProcess]:
-    """Send ``docs`` (event-time order), push every partition's watermark just past their last
-    day, wait for the worker to apply everything; returns each topic's messages and the worker."""
+    """Send ``docs`` (event-time order), close the stream through their last day (``streams
+    close``), wait for the worker to apply everything and read the close records; returns each
+    topic's messages and the worker."""
     worker = start_worker(settings).wait_ready(partitions=settings.partitions)
-    last = max(d["timestamp"] for d in docs)
-    pushers = watermark_pushers(settings, end_of_replay(settings, last))
     records = [(d["user_id"].encode(), orjson.dumps(d)) for d in docs]
-    asyncio.run(send_all(settings, records + pushers))
+    asyncio.run(send_all(settings, records))
+    close_stream(settings, max(d["timestamp"] for d in docs))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        outcomes = worker.figures()["outcomes"]
-        if outcomes.get("applied", 0) >= len(records) + len(pushers):
+        figures = worker.figures()
+        if figures["outcomes"].get("applied", 0) >= len(records) and figures["closed"] >= settings.partitions:
             break
         time.sleep(0.3)
     else:
-        raise AssertionError(f"worker applied {worker.figures()['outcomes']} of {len(records) + len(pushers)}")
+        raise AssertionError(f"worker applied {worker.figures()['outcomes']} of {len(records)}")
     time.sleep(3 * settings.commit_interval_s + 1)  # outputs go out with the next commit
     out = {}
     for topic in (settings.signals_topic, *topics):

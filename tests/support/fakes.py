@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import orjson
 
@@ -72,3 +72,55 @@ def unit_runtime(settings: Settings | None = None, capabilities: list[Capability
 
 def processor(runtime: Runtime, partition: int = 0) -> PartitionProcessor:
     return runtime.processor(partition)
+
+
+class Loopback:
+    """The re-key topic of a unit-level runtime: what the runtime sends to it comes back to it,
+    partition by partition with offsets, as a worker owning every partition would read it.
+
+    ``send`` hands a message of the events topic to the runtime (at the next offset of its
+    partition, from ``offsets``), then delivers everything the runtime forwarded or marked since,
+    until nothing new is sent (markers go out at the end of each "batch": here, each message).
+    """
+
+    def __init__(self, runtime: Runtime, sink: ListSink, offsets: dict[int, int] | None = None) -> None:
+        self.runtime = runtime
+        self.sink = sink
+        self.offsets = offsets if offsets is not None else {}
+        """Next offset per partition of the events topic."""
+        self.delivered = 0
+        self.rekey_offsets: dict[int, int] = {}
+
+    def send(self, partition: int, key: bytes | None, raw: bytes | None, received_ms: int,
+             offset: int | None = None) -> str:
+        if offset is None:
+            offset = self.offsets.get(partition, 0)
+            self.offsets[partition] = offset + 1
+        outcome = self.runtime.handle(partition, key, raw, offset, received_ms)
+        self.pump()
+        return outcome
+
+    def close(self, through_ms: int, partitions: Iterable[int] | None = None) -> None:
+        """A close record (``streams close``) on every partition (or the ones named)."""
+        from streams.core.rekey import CLOSE_KEY, close_record
+
+        for partition in range(self.runtime.settings.partitions) if partitions is None else partitions:
+            self.send(partition, CLOSE_KEY, close_record(through_ms), through_ms)
+
+    def pump(self) -> list[str]:
+        """Deliver the re-key topic's new records (and the markers they cause); their outcomes."""
+        topic = self.runtime.settings.rekey_topic
+        outcomes: list[str] = []
+        self.runtime.end_batch()
+        while self.delivered < len(self.sink.sent):
+            sent_to, key, value, partition = self.sink.sent[self.delivered]
+            self.delivered += 1
+            if sent_to == topic and partition is not None:
+                offset = self.rekey_offsets.get(partition, 0)
+                self.rekey_offsets[partition] = offset + 1
+                outcome = self.runtime.handle_rekeyed(partition, key, value, offset)
+                if outcome is not None:
+                    outcomes.append(outcome)
+            if self.delivered == len(self.sink.sent):
+                self.runtime.end_batch()
+        return outcomes

@@ -14,6 +14,7 @@ from streams.capabilities.registry import build_capabilities
 from streams.config import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, MS_PER_SECOND
 from streams.core.contract import parse_time_ms
 from streams.core.routing import HomePartitions
+from tests.support.evidence import ReferenceWatermark
 from tests.support.fakes import unit_runtime, unit_settings
 
 T0: int = parse_time_ms("2026-11-02T10:00:00Z")  # type: ignore[assignment]
@@ -63,7 +64,8 @@ def scenario(seed: int, users: int, start_ms: int, events_per_user: tuple[int, i
     """(stream in delivery order, plan per user, number of retries).
 
     Delivery is event-time order shuffled within blocks of half the lateness, so nothing is late
-    except the ``too_late`` events appended at the end with times far in the past. Retries repeat
+    except the ``too_late`` events appended at the end, an hour older than the watermark of a
+    partition holding every user (:class:`~tests.support.evidence.ReferenceWatermark`). Retries repeat
     an event (same event_id) right after it. Some users stop early: they go silent.
     """
     rng = random.Random(seed)
@@ -85,10 +87,12 @@ def scenario(seed: int, users: int, start_ms: int, events_per_user: tuple[int, i
         if rng.random() < retries:
             stream.append(dict(doc))
             repeated += 1
-    newest = max(d["timestamp"] for d in docs)
+    watermark = ReferenceWatermark(lateness_ms)  # of one partition holding every user
+    for doc in stream:
+        watermark.observe(doc["user_id"], doc["timestamp"])
     for i in range(too_late):
         stream.append({"event_id": f"late-{seed}-{i}", "type": "track", "event": "clicked",
-                       "user_id": f"user-{seed}-{i}", "timestamp": newest - lateness_ms - MS_PER_HOUR})
+                       "user_id": f"user-{seed}-{i}", "timestamp": (watermark.value or 0) - MS_PER_HOUR})
     return stream, plans, repeated
 
 

@@ -8,10 +8,10 @@ import orjson
 
 from streams.config import MS_PER_MINUTE
 from streams.core.contract import parse_time_ms
-from streams.core.eventtime import Watermark
 from streams.core.routing import HomePartitions
+from streams.core.sourceclock import SourceClock
 from streams.core.state import UserState
-from tests.support.fakes import unit_runtime, unit_settings
+from tests.support.fakes import Loopback, unit_runtime, unit_settings
 
 T0 = parse_time_ms("2026-11-02T10:00:00Z")
 assert T0 is not None
@@ -75,53 +75,99 @@ def test_recovered_watermark_keeps_lateness_decisions() -> None:
     assert feed(restarted, [(b"u2", ev("x", user="u2", minute=45))], start=5) == ["late"]
 
 
-def test_dedupe_window_is_bounded_per_user() -> None:
-    runtime, _, _ = unit_runtime(unit_settings(dedupe_window=3))
-    feed(runtime, [(b"u1", ev(f"e{i}", minute=i / 10)) for i in range(5)])
-    # e4, e3, e2 are remembered; e0 fell out of the window and counts again.
-    assert feed(runtime, [(b"u1", ev("e4", minute=1)), (b"u1", ev("e0", minute=1))], start=10) == ["duplicate", "applied"]
+def test_every_event_id_within_the_horizon_is_recognised_however_many_a_user_sends() -> None:
+    runtime, _, _ = unit_runtime()
+    burst = [(b"u1", ev(f"e{i}", minute=i / 200)) for i in range(1000)]  # 1,000 events in 5 minutes
+    assert feed(runtime, burst) == ["applied"] * 1000
+    retries = [burst[i] for i in range(0, 1000, 7)]
+    assert feed(runtime, retries, start=1000) == ["duplicate"] * len(retries)
+    assert runtime.processor(0).figures()["events"] == 1000
 
 
-def test_messages_outside_their_home_partition_are_forwarded() -> None:
+def test_fingerprints_older_than_the_horizon_are_dropped_at_flush() -> None:
+    runtime, table, _ = unit_runtime()
+    feed(runtime, [(b"u1", ev(f"e{i}", minute=i)) for i in range(5)])
+    # Another user moves event time on by an hour: u1's ids are older than watermark - lateness.
+    feed(runtime, [(b"u2", ev("late-day", user="u2", minute=65))], start=5)
+    runtime.flush()
+    stored = {key: UserState.decode(blob) for _, key, blob in table.changelog}
+    assert stored[b"u1"].recent == {} and len(stored[b"u2"].recent) == 1
+    # A copy of an old id would be older than the watermark: late, never applied twice.
+    assert feed(runtime, [(b"u1", ev("e0", minute=0))], start=6) == ["late"]
+
+
+def test_messages_outside_their_home_partition_are_forwarded_and_applied_there() -> None:
     settings = unit_settings(partitions=4)
     runtime, _, sink = unit_runtime(settings)
+    loop = Loopback(runtime, sink)
     home = HomePartitions(4, 10)
     wrong = next(p for p in range(4) if p != home(b"u1"))
-    assert runtime.handle(wrong, b"u1", ev("a"), 0, T0) == "rekeyed"
-    assert runtime.handle(home(b"u1"), None, ev("b"), 0, T0) == "rekeyed"  # unkeyed
-    forwarded = [(k, p) for t, k, _, p in sink.sent if t == settings.events_topic]
+    assert loop.send(wrong, b"u1", ev("a"), T0) == "rekeyed"
+    assert loop.send(home(b"u1"), None, ev("b", minute=1), T0) == "applied"  # unkeyed, but already home
+    assert loop.send(wrong, None, ev("a"), T0) == "rekeyed"  # a retry through another partition
+    forwarded = [(k, p) for t, k, _, p in sink.sent if t == settings.rekey_topic and k is not None]
     assert forwarded == [(b"u1", home(b"u1")), (b"u1", home(b"u1"))]
-    assert runtime.handle(home(b"u1"), b"u1", ev("a"), 1, T0) == "applied"
+    assert runtime.outcomes == {"rekeyed": 2, "applied": 2, "duplicate": 1}
+    assert runtime.processor(home(b"u1")).figures()["events"] == 2
 
 
-def test_flush_writes_each_dirty_user_once() -> None:
+def test_a_forwarded_event_is_recognised_after_a_crash_of_its_source_or_its_home() -> None:
+    settings = unit_settings(partitions=2)
+    home = HomePartitions(2, 10)
+    user = next(f"u{i}" for i in range(100) if home(f"u{i}".encode()) == 1)
+    runtime, table, sink = unit_runtime(settings)
+    loop = Loopback(runtime, sink)
+    loop.send(0, user.encode(), ev("a", user=user), T0, offset=7)
+    runtime.flush()
+    # The source partition re-reads offset 7 after a crash and forwards it again; the home, after
+    # its own restart, reads the re-key topic from where it committed: both are duplicates.
+    restarted, _, sink2 = unit_runtime(settings, table=table.recovered())
+    again = [(k, v, p) for t, k, v, p in sink.sent if t == settings.rekey_topic and k is not None]
+    assert [restarted.handle_rekeyed(p, k, v, 0) for k, v, p in again] == ["duplicate"]
+    assert Loopback(restarted, sink2).send(0, user.encode(), ev("a", user=user), T0, offset=7) == "rekeyed"
+    assert restarted.outcomes == {"duplicate": 2, "rekeyed": 1}
+    assert restarted.processor(1).figures()["events"] == 1
+
+
+def test_flush_writes_each_dirty_user_once_then_the_partition_clock() -> None:
+    from streams.core.processor import clock_key
+
     runtime, table, _ = unit_runtime()
     feed(runtime, [(f"u{i % 3}".encode(), ev(f"e{i}", user=f"u{i % 3}", minute=i / 10)) for i in range(30)])
-    assert runtime.flush() == 3
-    assert len(table.changelog) == 3
-    assert runtime.flush() == 0
-    decoded = {key: UserState.decode(blob).events for _, key, blob in table.changelog}
+    assert runtime.flush() == 4
+    assert [key for _, key, _ in table.changelog][-1] == clock_key(0)
+    assert runtime.flush() == 0  # nothing changed: not even the clock is written again
+    decoded = {key: UserState.decode(blob).events for _, key, blob in table.changelog[:3]}
     assert decoded == {b"u0": 10, b"u1": 10, b"u2": 10}
 
 
 def test_user_state_round_trip() -> None:
     state = UserState()
     state.last_offset, state.first_ts, state.max_ts, state.events, state.account = 41, T0, T0 + 5, 7, "acct"
-    state.remember(b"12345678", 4)
+    state.remember(b"12345678", T0)
+    state.remember(b"87654321", 10**15)  # past 2106: kept as the largest time a record holds
     state.ext["x"] = [1, {"y": 2}]
     again = UserState.decode(state.encode())
     assert (again.last_offset, again.first_ts, again.max_ts, again.events, again.account, again.recent, again.ext) == \
-        (41, T0, T0 + 5, 7, "acct", [b"12345678"], {"x": [1, {"y": 2}]})
+        (41, T0, T0 + 5, 7, "acct", {b"12345678": T0 // 1000, b"87654321": 2**32 - 1}, {"x": [1, {"y": 2}]})
 
 
 def test_idle_partition_advances_with_wall_clock_only_after_idle_period() -> None:
-    mark = Watermark(lateness_ms=1000, idle_ms=30_000)
-    assert mark.observe(10_000, wall_ms=0.0)
-    assert mark.value == 9_000
-    assert not mark.idle_advance(wall_ms=29_000)
-    assert mark.idle_advance(wall_ms=40_000)
-    assert mark.value == 10_000 + 40_000 - 1000
-    assert not mark.observe(5_000, wall_ms=41_000)  # older events never move it back
+    clock = SourceClock(lateness_ms=1000, idle_ms=30_000)
+    clock.read(0, wall_ms=0.0)
+    assert clock.observe(1, 10_000)
+    assert clock.value == 9_000
+    assert not clock.idle_check(wall_ms=29_000, paused=False) and not clock.idle
+    assert clock.idle_check(wall_ms=40_000, paused=False) and clock.idle
+    assert clock.value == 10_000 + 40_000 - 1000
+    assert not clock.observe(2, 5_000)  # older events never move it back
+    paused = SourceClock(lateness_ms=1000, idle_ms=30_000)
+    paused.observe(1, 10_000)
+    assert not paused.idle_check(wall_ms=90_000, paused=True) and not paused.idle  # waiting, not quiet
+    closed = SourceClock(lateness_ms=1000, idle_ms=30_000)
+    closed.observe(1, 10_000)
+    assert closed.close(50_000) and closed.value == 50_000
+    assert closed.idle_check(wall_ms=90_000, paused=False) and closed.value == 50_000  # idle, not advanced
 
 
 def test_notices_reach_the_other_capabilities_only() -> None:

@@ -61,7 +61,7 @@ def test_monitor_reports_commit_durations_in_seconds_and_records_sent_by_role() 
     for elapsed in (0.001, 0.02, 0.02, 0.3, 60.0):
         sensor.on_commit_completed(None, time.monotonic() - elapsed)
     sensor.on_commit_completed(None, None)  # a commit whose start we did not see is not counted
-    for topic, times in (("sig", 3), ("ev", 2), ("app-users-changelog", 4), ("app-rollup-changelog", 1),
+    for topic, times in (("sig", 3), ("app-rekey", 2), ("ev", 6), ("app-users-changelog", 4), ("app-rollup-changelog", 1),
                          ("app-__assignor-__leader", 9)):
         for _ in range(times):
             sensor.on_send_initiated(None, topic, None, 0, 0)
@@ -80,7 +80,7 @@ def test_monitor_reports_commit_durations_in_seconds_and_records_sent_by_role() 
     assert len(COMMIT_BUCKETS_S) + 1 == len(sensor.buckets)
     outputs = {dict(labels)["output"]: v for (name, labels), v in values.items()
                if name == "engagement_output_messages_total"}
-    # Faust's internal leader topic is not an output; both tables' changelogs are.
+    # Faust's internal leader topic and the input are not outputs; both tables' changelogs are.
     assert outputs == {"signals": 5, "rekeyed": 2, "changelog": 15, "dead_letters": 0, "sessions": 5,
                        "metrics": 0, "partials": 0}
     assert not [k for k in values if k[0] == "engagement_consumer_offset_lag"]  # no consumer, no guess

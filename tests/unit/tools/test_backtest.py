@@ -12,9 +12,7 @@ import orjson
 import pytest
 
 from streams.capabilities.sessions import iso_ms
-from streams.config import MS_PER_DAY, load_settings
-from streams.core.routing import HomePartitions
-from streams.tools.backtest import SYNTHETIC_PREFIX, watermark_pushers
+from streams.config import MS_PER_DAY
 from streams.tools.backtest_scoring import high_flags, read_labels, score_flags
 from tests.support.engagement_feed import History, at, weekdays
 
@@ -57,14 +55,6 @@ def test_labels_read_rfc3339_or_epoch_ms_with_or_without_a_header() -> None:
     assert read_labels(io.StringIO(text)) == {"u1": 1767607200000, "u2": 1767607200000}
     with pytest.raises(ValueError, match="line 2"):
         read_labels(io.StringIO("u1,2026-01-05\nu2,yesterday\n"))
-
-
-def test_watermark_pushers_reach_every_partition() -> None:
-    settings = load_settings(env={}, overrides={"partitions": 6})
-    pushers = watermark_pushers(settings, 1_000_000)
-    home = HomePartitions(6, 100)
-    assert sorted(home(key) for key, _ in pushers) == list(range(6))
-    assert all(orjson.loads(v)["user_id"].startswith(SYNTHETIC_PREFIX) for _, v in pushers)
 
 
 @pytest.mark.integration
