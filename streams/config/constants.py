@@ -25,7 +25,7 @@ METRIC_PREFIX = "engagement"
 OUTCOMES = ("applied", "duplicate", "late", "dead_letter", "rekeyed")
 #: Machine-readable reasons carried by dead-letter records.
 DEAD_LETTER_REASONS = (
-    "empty", "too_large", "invalid_json", "schema", "bad_timestamp", "late",
+    "empty", "too_large", "invalid_json", "schema", "bad_timestamp", "late", "ahead",
 )
 #: What a record the worker sends is for (label of ``engagement_output_messages_total``).
 OUTPUT_ROLES = ("signals", "sessions", "metrics", "partials", "dead_letters", "rekeyed", "changelog")

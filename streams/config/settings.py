@@ -66,7 +66,11 @@ class Settings:
     it, and its watermark advances with the wall clock (unless its input was closed)."""
     max_partition_skew_s: float = 21600.0
     """A partition stops reading new events while its watermark runs more than this ahead of the
-    slowest busy partition's (flow control: it bounds what waits in memory, not what is computed)."""
+    slowest busy partition's (flow control: it bounds what waits in memory, not what is computed).
+    With the allowed lateness it is also how far ahead of the watermark capabilities see events."""
+    max_ahead_s: float = 2592000.0
+    """Events stamped more than this (30 days) ahead of what their partition's recent users agree
+    on are dead-lettered as ``ahead`` (closer ones are kept, and applied at their time)."""
     max_future_s: float = 86400.0
     """Events stamped further than this ahead of their arrival (Kafka timestamp) are ``bad_timestamp``."""
     min_timestamp_ms: int = 946684800000
@@ -117,6 +121,16 @@ class Settings:
     @property
     def max_partition_skew_ms(self) -> int:
         return int(self.max_partition_skew_s * MS_PER_SECOND)
+
+    @property
+    def lookahead_ms(self) -> int:
+        """How far ahead of a partition's watermark an event may reach its capabilities (events
+        further ahead wait in their user's record): the allowed lateness plus the partition skew."""
+        return self.allowed_lateness_ms + self.max_partition_skew_ms
+
+    @property
+    def max_ahead_ms(self) -> int:
+        return int(self.max_ahead_s * MS_PER_SECOND)
 
     @property
     def max_future_ms(self) -> int:

@@ -47,7 +47,7 @@ class Watermark:
 
 
 class Inputs:
-    """The latest marker of every other partition, and the minimum over all inputs."""
+    """The latest marker of every other partition (the minimum is taken by the processor)."""
 
     __slots__ = ("own", "marks", "idle")
 
@@ -66,21 +66,6 @@ class Inputs:
         if watermark > self.marks[source]:
             self.marks[source] = watermark
         return changed
-
-    def combined(self, own_value: int, own_idle: bool) -> int:
-        """The minimum over the inputs that are not idle (over all of them when all are idle)."""
-        lowest = None
-        quiet = own_value
-        for source, value in enumerate(self.marks):
-            if source == self.own:
-                continue
-            if self.idle[source]:
-                quiet = min(quiet, value)
-            elif lowest is None or value < lowest:
-                lowest = value
-        if not own_idle:
-            lowest = own_value if lowest is None else min(lowest, own_value)
-        return quiet if lowest is None else lowest
 
     def state(self) -> list[list[int]]:
         return [[value, int(idle)] for value, idle in zip(self.marks, self.idle)]

@@ -4,23 +4,31 @@ A partition reads two inputs: its partition of the events topic (``process``) an
 of the internal re-key topic (``process_rekeyed``, see :mod:`streams.core.rekey`). Each message of
 the events topic ends in exactly one outcome (see ``config.OUTCOMES``), judged where it is read:
 
-* ``dead_letter``: rejected by the contract; written to the dead-letter topic with the reason.
+* ``dead_letter``: rejected by the contract (or stamped more than ``max_ahead_s`` ahead of what the
+  partition's users agree on: reason ``ahead``); written to the dead-letter topic with the reason.
 * ``late``: older than this partition's source watermark (:mod:`streams.core.sourceclock`);
   written to the dead-letter topic as ``late``.
 * ``rekeyed``: on time, but its user lives in another partition; forwarded there on the re-key
   topic (never behind that partition's own backlog), applied there.
 * ``duplicate``: already applied (a redelivery after a crash, or a retry with the same event_id).
-* ``applied``: the user's record and every capability saw it.
+* ``applied``: the user's record and every capability saw it (or will, see *lookahead*).
 
 A forwarded event ends at its home partition as ``applied`` or ``duplicate`` (or ``late``, only
 when its source partition had been idle and the home's watermark moved on without it).
 
-The partition's watermark, the one the capabilities see, is the minimum over its inputs
-(:mod:`streams.core.eventtime`); timers fire and capabilities hear of it as it moves.
+Event time. The partition's watermark, the one the capabilities see, is the minimum over its
+inputs (:mod:`streams.core.eventtime`). Capabilities are promised that an event reaches them no
+more than the *lookahead* (allowed lateness + ``max_partition_skew_s``) ahead of that watermark:
+what they keep per user (a day bitmap, five weeks of usage) is sized by it. An accepted event
+further ahead (a device clock running ahead, a partition far ahead of another, the first events
+after a quiet spell) is *parked* in its user's record and applied when the watermark comes within
+the lookahead of it, before any timer that needs it fires. So a capability's outputs at any
+watermark depend on the events up to it alone, in whatever order and however fast the inputs
+were read.
 
 Effectively once (see docs/architecture.md#delivery-effectively-once): a redelivered message of the
 events topic is recognised by the user's newest applied offset, a forwarded one (after a crash of
-either partition) by the newest source offset applied from its source, and a retry (a new message
+either partition) by the newest source offset taken from its source, and a retry (a new message
 with an event_id applied before) by the fingerprints every user record keeps of the event ids
 applied within the de-duplication horizon: everything whose time is not older than the watermark
 minus the allowed lateness. Anything older cannot be applied again anyway (it would be late), so
@@ -34,6 +42,7 @@ in-memory table and sink; :mod:`streams.runtime.partitions` drives it from the F
 from __future__ import annotations
 
 import hashlib
+import heapq
 import logging
 from typing import Any, Callable, Iterable
 
@@ -52,6 +61,9 @@ from streams.core.userstore import UserStore
 
 log = logging.getLogger(__name__)
 CLOSE_KEY = rekey.CLOSE_KEY
+#: What a partition knows of another one's source watermark without a marker: (watermark, idle),
+#: None when it must wait for the next marker (see ``Runtime.fresh_input``).
+FreshInput = Callable[["PartitionProcessor", int], "tuple[int, bool] | None"]
 
 
 def fingerprint(event_id: str) -> bytes:
@@ -69,12 +81,16 @@ def settle_of(capabilities: Iterable[Capability]) -> int:
     return max([getattr(cap, "settle_ms", lambda: 0)() for cap in capabilities] or [0])
 
 
+def _no_fresh(home: "PartitionProcessor", source: int) -> None:
+    return None
+
+
 class PartitionProcessor:
     """Ingest, de-duplication, event time and capabilities for one partition."""
 
     def __init__(self, partition: int, settings: Settings, store: UserStore, sink: Sink,
                  capabilities: Iterable[Capability], decoder: Decoder, home: HomePartitions,
-                 count: Callable[[str, str | None], None]) -> None:
+                 count: Callable[[str, str | None], None], fresh: FreshInput = _no_fresh) -> None:
         capabilities = list(capabilities)
         self.partition = partition
         self.settings = settings
@@ -83,7 +99,10 @@ class PartitionProcessor:
         self.decoder = decoder
         self.home = home
         self.count = count
+        self.fresh = fresh
         self.rekey_topic = settings.rekey_topic
+        self.lookahead = settings.lookahead_ms
+        self.max_ahead = settings.max_ahead_ms
         self.source = SourceClock(settings.allowed_lateness_ms, settings.idle_partition_ms)
         """This partition's source watermark: judges the events read from the events topic."""
         self.watermark = Watermark()
@@ -91,10 +110,12 @@ class PartitionProcessor:
         self.inputs = Inputs(partition, settings.partitions)
         self.progress: dict[int, int] = {}
         """Source partition -> the newest source offset of a forwarded event taken from it."""
+        self.parked: list[tuple[int, bytes]] = []
+        """(when to apply, user): users whose records hold parked events, by the earliest."""
         self.snapshots: list[list[Any]] = []
         """The source clock at the last flushes (oldest first), to resume exactly where Kafka does."""
         self.paused = False
-        """Reading the events topic is paused (set by the runtime: the partition runs ahead)."""
+        """Reading the events topic is held back (set by the runtime: the partition runs ahead)."""
         self.key = clock_key(partition)
         store.write_last(self.key)
         self.days = DayClock(settings.activity.timezone)
@@ -112,29 +133,33 @@ class PartitionProcessor:
         self._marked_idle = False
         self._pick_snapshot = False
         self._dropped_snapshots = False
+        self._saved: dict[str, Any] | None = None
 
     # --- recovery -------------------------------------------------------------------------
     def restore(self, wall_ms: float) -> int:
-        """Rebuild the event-time state from the partition's record, then the partition figures
-        and timers from the recovered user records."""
+        """Rebuild the event-time state from the partition's record, then the partition figures,
+        timers and parked events from the recovered user records."""
         record = self.store.get(self.partition, self.key)
         saved = record.ext.get("k") if record is not None else None
         if saved:
+            self._saved = saved
             self.watermark.value, self.watermark.max_ts = saved["c"], saved["x"]
             self.inputs.restore(saved["m"])
             self.progress = {int(source): offset for source, offset in saved["g"].items()}
-            self.snapshots = saved["s"]
-            self._dropped_snapshots = saved["d"]
+            self.snapshots, self._dropped_snapshots = saved["s"], saved["d"]
             if self.snapshots:
                 self.source.restore(self.snapshots[-1])
                 self._pick_snapshot = True
         self.source.touch(wall_ms)
         for key, state in self.store.items(self.partition):
-            self.users += 1
-            self.events += state.events
+            if state.events:
+                self.users += 1
+                self.events += state.events
+            for ts, _ in state.parked:
+                heapq.heappush(self.parked, (ts - self.lookahead, key))
             for cap in self.capabilities:
                 cap.restore(key, state)
-        self._advance(force=True)
+        self._advance(self.watermark.value, force=True)
         return self.users
 
     def _resume_at(self, offset: int) -> None:
@@ -151,11 +176,11 @@ class PartitionProcessor:
             return
         else:
             chosen = self.snapshots[0]
-        self.snapshots = kept or [chosen]
         if chosen[0] != offset:
             log.warning("partition %d resumes at offset %d, its event-time record is of offset %d: "
                         "lateness of the first messages may be judged differently", self.partition,
                         offset, chosen[0])
+        self.snapshots = kept or [chosen]
         self.source.restore(chosen)
 
     def checkpoint(self) -> None:
@@ -171,8 +196,9 @@ class PartitionProcessor:
         saved = {"c": self.watermark.value, "x": self.watermark.max_ts, "m": self.inputs.state(),
                  "g": {str(s): o for s, o in self.progress.items()}, "s": self.snapshots,
                  "d": self._dropped_snapshots}
-        record = self.store.get(self.partition, self.key) or UserState()
-        if record.ext.get("k") != saved:
+        if saved != self._saved:
+            self._saved = saved
+            record = self.store.get(self.partition, self.key) or UserState()
             record.ext["k"] = saved
             self.store.mark_dirty(self.partition, self.key, record)
 
@@ -196,18 +222,26 @@ class PartitionProcessor:
             self._late(ts, source.value, raw, key, self.partition, offset, received_ms)
             return "late"
         user_key = event.user.encode()
-        if source.ahead(ts):
-            self.count("ahead", None)
         moved = source.observe(evidence_id(user_key), ts)
-        home = self.home(user_key)
-        if home != self.partition:
-            self.sink.send(self.rekey_topic, user_key,
-                           rekey.forwarded(self.partition, offset, ts, received_ms, raw), home)  # type: ignore[arg-type]
-            outcome = "rekeyed"
+        estimate = source.estimate()
+        if ts - estimate > self.max_ahead:
+            self._dead_letter("ahead", f"event time {ts} is {(ts - estimate) / 86_400_000:.1f} days ahead of what "
+                              f"this partition's recent users agree on ({estimate}); the limit is max_ahead_s = "
+                              f"{self.max_ahead // 1000}", raw, key, self.partition, offset, received_ms)
+            outcome = "dead_letter"
         else:
-            outcome = self._apply(user_key, event, offset)
+            if ts - estimate > self.settings.allowed_lateness_ms:
+                self.count("ahead", None)
+            home = self.home(user_key)
+            if home != self.partition:
+                self.source.forwarded[home] = offset
+                self.sink.send(self.rekey_topic, user_key, rekey.forwarded(self.partition, offset, ts, received_ms,
+                                                                           raw), home)  # type: ignore[arg-type]
+                outcome = "rekeyed"
+            else:
+                outcome = self._accept(user_key, event, raw, offset)  # type: ignore[arg-type]
         if moved:
-            self._moved()
+            self.refresh()
         return outcome
 
     def _close(self, raw: bytes | None, offset: int, received_ms: int) -> str:
@@ -217,7 +251,7 @@ class PartitionProcessor:
                               self.partition, offset, received_ms)
             return "dead_letter"
         if self.source.close(self.close_watermark(through)):
-            self._moved()
+            self.refresh()
         self.send_marker(force=True)
         return "closed"
 
@@ -234,7 +268,7 @@ class PartitionProcessor:
             return None
         if isinstance(record, rekey.Mark):
             if self.inputs.mark(record.source, record.watermark, record.idle):
-                self._moved()
+                self.refresh()
             return None
         source, source_offset = record.source, record.offset
         if source_offset <= self.progress.get(source, -1):
@@ -245,39 +279,63 @@ class PartitionProcessor:
                        f" (forwarded from partition {source}, which had been idle)")
             return "late"
         event = self.decoder.rebuild(record.raw, record.ts)
-        return self._apply(event.user.encode(), event, None)
+        return self._accept(event.user.encode(), event, record.raw, None)
 
     # --- applying -------------------------------------------------------------------------
-    def _apply(self, user_key: bytes, event: Event, offset: int | None) -> str:
-        """Apply an on-time event to its user (``offset``: its offset on this partition of the
-        events topic, None for a forwarded one)."""
+    def _accept(self, user_key: bytes, event: Event, raw: bytes, offset: int | None) -> str:
+        """Take an on-time event for its user (``offset``: its offset on this partition of the
+        events topic, None for a forwarded one): apply it, or park it when it is further ahead of
+        the watermark than the capabilities are promised."""
         store = self.store
         state = store.get(self.partition, user_key)
         fp = fingerprint(event.event_id)
-        if state is not None and ((offset is not None and offset <= state.last_offset) or fp in state.recent):
-            return "duplicate"
         if state is None:
             state = UserState()
-            state.first_ts = event.ts
+        elif (offset is not None and offset <= state.last_offset) or fp in state.recent:
+            return "duplicate"
+        if offset is not None:
+            state.last_offset = offset
+        state.remember(fp, event.ts)
+        if event.ts - self.watermark.value > self.lookahead:
+            state.parked.append([event.ts, raw])
+            heapq.heappush(self.parked, (event.ts - self.lookahead, user_key))
+        else:
+            self._apply(user_key, state, event)
+        store.mark_dirty(self.partition, user_key, state)
+        return "applied"
+
+    def _apply(self, user_key: bytes, state: UserState, event: Event) -> None:
+        """Every capability sees the event, then the core fields take it."""
+        ts = event.ts
+        if state.events == 0:
+            state.first_ts = ts
             self.users += 1
         for cap in self.capabilities:
             cap.on_event(user_key, state, event)
-        if offset is not None:
-            state.last_offset = offset
         state.events += 1
-        ts = event.ts
         if ts > state.max_ts:
             state.max_ts = ts
         if ts < state.first_ts:
             state.first_ts = ts
         if event.account:
             state.account = event.account
-        state.remember(fp, ts)
-        store.mark_dirty(self.partition, user_key, state)
         self.events += 1
         if ts > self.watermark.max_ts:
             self.watermark.max_ts = ts
-        return "applied"
+
+    def _unpark(self, user_key: bytes) -> None:
+        """Apply the user's parked events the watermark has come within reach of, oldest first."""
+        state = self.store.get(self.partition, user_key)
+        if state is None or not state.parked:
+            return
+        reach = self.watermark.value + self.lookahead
+        due = sorted((p for p in state.parked if p[0] <= reach), key=lambda p: p[0])
+        if not due:
+            return
+        state.parked = [p for p in state.parked if p[0] > reach]
+        for ts, raw in due:
+            self._apply(user_key, state, self.decoder.rebuild(raw, ts))
+        self.store.mark_dirty(self.partition, user_key, state)
 
     def _late(self, ts: int, watermark: int, raw: bytes | None, key: bytes | None, partition: int, offset: int,
               received_ms: int, why: str = "") -> None:
@@ -309,34 +367,63 @@ class PartitionProcessor:
         """Let the wall clock declare a quiet partition idle (and advance it, see
         :mod:`streams.core.sourceclock`), then tell the others."""
         if self.source.idle_check(wall_ms, self.paused):
-            self._moved()
+            self.refresh()
         self.send_marker()
 
-    def _moved(self) -> None:
-        """An input moved: recompute the minimum over the inputs; act when the watermark rose."""
-        combined = self.inputs.combined(self.source.value, self.source.idle)
-        if combined > self.watermark.value:
-            self.watermark.value = combined
-            self._advance()
+    def refresh(self) -> None:
+        """Recompute the minimum over the inputs (an input moved); act when the watermark rose.
 
-    def _advance(self, force: bool = False) -> None:
-        """Fire due timers, then tell every capability where the watermark is.
+        Another partition's input is its latest marker, or its source watermark as it is now when
+        the runtime can vouch that nothing it sent here is still in flight (``fresh``)."""
+        inputs, own = self.inputs, self.partition
+        lowest = quiet = None
+        for source in range(len(inputs.marks)):
+            if source == own:
+                value, idle = self.source.value, self.source.idle
+            else:
+                fresh = self.fresh(self, source)
+                value, idle = fresh if fresh is not None else (inputs.marks[source], inputs.idle[source])
+            if idle:
+                if value != NO_TIME:  # an input that never had an event has no time to wait for
+                    quiet = value if quiet is None else min(quiet, value)
+            elif lowest is None or value < lowest:
+                lowest = value
+        combined = lowest if lowest is not None else quiet
+        if combined is not None and combined > self.watermark.value:
+            self._advance(combined)
+
+    def _advance(self, target: int, force: bool = False) -> None:
+        """Move the watermark to ``target`` in steps: at each step (a parked event coming within
+        reach, a timer falling due, the target), apply the parked events within reach, then fire
+        the due timers; then tell every capability where the watermark is.
 
         Timers fire exactly. ``on_watermark`` runs when the watermark has moved at least
         ``WATERMARK_NOTIFY_STEP_MS`` since the last call: in a busy partition the watermark moves
         by milliseconds with nearly every event, and capabilities only act on coarse boundaries
         (a day's end, a snapshot interval).
         """
-        watermark = self.watermark.value
-        for due, key, owner, tag in self.timers.due(watermark):
-            state = self.store.get(self.partition, key)
-            if state is not None:
-                self.capabilities[owner].on_timer(key, state, tag, due)
-        if not force and watermark - self._notified < WATERMARK_NOTIFY_STEP_MS:
+        parked, timers, watermark = self.parked, self.timers, self.watermark
+        while True:
+            step = target
+            if parked and parked[0][0] < step:
+                step = max(watermark.value, parked[0][0])
+            due = timers.next_due()
+            if due is not None and due < step:
+                step = max(watermark.value, due)
+            watermark.value = step
+            while parked and parked[0][0] <= step:
+                self._unpark(heapq.heappop(parked)[1])
+            for due_ms, key, owner, tag in timers.due(step):
+                state = self.store.get(self.partition, key)
+                if state is not None:
+                    self.capabilities[owner].on_timer(key, state, tag, due_ms)
+            if step >= target:
+                break
+        if not force and target - self._notified < WATERMARK_NOTIFY_STEP_MS:
             return
-        self._notified = watermark
+        self._notified = target
         for cap in self.capabilities:
-            cap.on_watermark(watermark)
+            cap.on_watermark(target)
 
     def figures(self) -> dict[str, Any]:
         """Partition figures: the core counts plus every capability's, all additive."""
@@ -350,5 +437,4 @@ class PartitionProcessor:
         """The partition's event-time state, for the worker's ``/figures`` page."""
         return {"watermark_ms": self.watermark.value, "source_watermark_ms": self.source.value,
                 "idle": self.source.idle, "paused": self.paused, "closed": self.source.closed,
-                "waiting_for": [s for s, v in enumerate(self.inputs.marks)
-                                if s != self.partition and not self.inputs.idle[s] and v <= self.watermark.value]}
+                "parked_users": len(self.parked)}

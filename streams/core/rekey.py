@@ -4,11 +4,11 @@ The re-key topic (``<app_id>-rekey``, partitioned like the events topic) carries
 records to a partition:
 
 * a *forwarded event*: an event another partition read, judged on time there, for a user who
-  lives here. Key: the user id. Value: ``b"E"``, the source partition, the source offset, the
-  event time as judged there (client clock skew corrected), the message's Kafka timestamp and
-  the original message bytes.
-* a *marker*: the source watermark of another partition (``b"W"``, the source partition, the
-  watermark, whether that partition is idle). No key.
+  lives here. Key: the user id. Value: ``b"E"``, the sender, the source offset, the event time as
+  judged there (client clock skew corrected), the message's Kafka timestamp and the original
+  message bytes.
+* a *marker*: the source watermark of another partition (``b"W"``, the sender, the watermark,
+  whether that partition is idle). No key.
 
 A source partition sends both through one producer in order, so on the re-key topic every marker
 comes after the events its partition forwarded before it.

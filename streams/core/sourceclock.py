@@ -52,7 +52,7 @@ class SourceClock:
     """The watermark of the events read from one partition, advanced by evidence."""
 
     __slots__ = ("lateness_ms", "idle_ms", "value", "position", "closed", "idle", "latest", "times",
-                 "_last_arrival")
+                 "forwarded", "_last_arrival")
 
     def __init__(self, lateness_ms: int, idle_ms: int) -> None:
         self.lateness_ms = lateness_ms
@@ -69,6 +69,9 @@ class SourceClock:
         """User identity -> latest event time, least recently seen first."""
         self.times: list[int] = []
         """The values of ``latest``, sorted."""
+        self.forwarded: dict[int, int] = {}
+        """Partition -> offset of the newest event read here and forwarded to it (ever: restored
+        with the clock, so a partition owning both knows when nothing is in flight between them)."""
         self._last_arrival = 0.0
 
     # --- reading ---------------------------------------------------------------------------
@@ -152,11 +155,13 @@ class SourceClock:
     def snapshot(self) -> list[Any]:
         """What :meth:`restore` needs to judge the messages from ``position`` on as before."""
         return [self.position, self.value, self.closed,
-                array("I", self.latest.keys()).tobytes(), array("q", self.latest.values()).tobytes()]
+                array("I", self.latest.keys()).tobytes(), array("q", self.latest.values()).tobytes(),
+                {str(p): o for p, o in self.forwarded.items()}]
 
     def restore(self, snap: list[Any]) -> None:
-        position, value, closed, whos, times = snap
+        position, value, closed, whos, times, forwarded = snap
         self.position, self.value, self.closed = position, value, closed
+        self.forwarded = {int(p): o for p, o in forwarded.items()}
         ids, stamps = array("I"), array("q")
         ids.frombytes(whos)
         stamps.frombytes(times)

@@ -41,7 +41,7 @@ class LiveSlot:
 class UserState:
     """Core fields owned by ingest; ``ext`` holds one small slot per capability (by short name)."""
 
-    __slots__ = ("last_offset", "first_ts", "max_ts", "events", "account", "recent", "ext")
+    __slots__ = ("last_offset", "first_ts", "max_ts", "events", "account", "recent", "parked", "ext")
 
     def __init__(self) -> None:
         self.last_offset = -1
@@ -50,13 +50,17 @@ class UserState:
         self.first_ts = 0
         """Event time of the first event applied (ms)."""
         self.max_ts = 0
-        """Newest event time applied (ms); the partition watermark is rebuilt from these."""
+        """Newest event time applied (ms)."""
         self.events = 0
         """Events applied (accepted, not duplicate, not late)."""
         self.account: str | None = None
         self.recent: dict[bytes, int] = {}
         """Fingerprints of the event ids applied whose time is within the de-duplication horizon,
         with their event time in seconds (see :meth:`forget_before`)."""
+        self.parked: list[list[Any]] = []
+        """Accepted events too far ahead of the partition's watermark for the capabilities yet, as
+        ``[event time, message bytes]``: applied once the watermark comes within reach (see
+        :mod:`streams.core.processor`). Empty nearly always."""
         self.ext: dict[str, Any] = {}
 
     @property
@@ -80,11 +84,11 @@ class UserState:
         for slot, value in ext.items():
             if isinstance(value, LiveSlot):
                 ext[slot] = value.freeze(self)
-        return msgpack.packb(
-            [STATE_VERSION, self.last_offset, self.first_ts, self.max_ts, self.events, self.account,
-             b"".join(_SEEN.pack(f, s) for f, s in self.recent.items()), self.ext],
-            use_bin_type=True,
-        )
+        fields: list[Any] = [STATE_VERSION, self.last_offset, self.first_ts, self.max_ts, self.events, self.account,
+                  b"".join(_SEEN.pack(f, s) for f, s in self.recent.items()), self.ext]
+        if self.parked:
+            fields.append(self.parked)
+        return msgpack.packb(fields, use_bin_type=True)
 
     @classmethod
     def decode(cls, blob: bytes) -> "UserState":
@@ -93,6 +97,8 @@ class UserState:
             raise ValueError(f"user state version {fields[0]} is not {STATE_VERSION}")
         state = cls()
         (_, state.last_offset, state.first_ts, state.max_ts, state.events, state.account,
-         recent, state.ext) = fields
+         recent, state.ext) = fields[:8]
         state.recent = dict(_SEEN.iter_unpack(recent)) if recent else {}
+        if len(fields) > 8:
+            state.parked = fields[8]
         return state

@@ -36,5 +36,9 @@ class Timers:
             due, _, key, owner, tag = heapq.heappop(heap)
             yield due, key, owner, tag
 
+    def next_due(self) -> int | None:
+        """When the next timer falls due (None: none pending)."""
+        return self._heap[0][0] if self._heap else None
+
     def __len__(self) -> int:
         return len(self._heap)

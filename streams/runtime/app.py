@@ -90,6 +90,10 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         # batching them costs ~10 ms of latency and saves one produce request per message.
         producer_linger_ms=PRODUCER_LINGER_MS,
         producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+        # Messages held while their partition runs ahead in event time stay unacknowledged until
+        # handled (so no commit covers them); a rebalance must not wait for them. Every stream here
+        # is idempotent (a message handled again is a duplicate), which is when Faust says to do so.
+        stream_wait_empty=False,
     )
     if settings.local:
         opts.update(broker_session_timeout=2.0, broker_heartbeat_interval=0.5,
@@ -147,10 +151,12 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
     app.engagement_settings = settings
     # Faust's private accessor: the running aiokafka producer (the outputs bypass Faust's per-record path).
     outputs = app.engagement_outputs = OutputBuffer(lambda: app.producer._ensure_producer())  # type: ignore[attr-defined]
-    # One agent reads both inputs of a partition: its events and what the other partitions forward
-    # to it (Faust assigns partition p of both topics, and of the state table, to one worker).
-    inputs = app.topic(settings.events_topic, settings.rekey_topic, key_type=bytes, value_type=bytes,
-                       key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
+    raw: dict[str, Any] = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                               partitions=settings.partitions)
+    # Partition p of the events topic, of the re-key topic and of the state table go to one worker
+    # (Faust assigns topics with as many partitions together). Each input has its own agent, so
+    # what other partitions forward never waits behind this partition's own backlog.
+    events, rekeyed = app.topic(settings.events_topic, **raw), app.topic(settings.rekey_topic, **raw)
     table = app.Table(STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes,
                       options=settings.rocksdb_options() if settings.store.startswith("rocksdb") else None)
     runtime = Runtime(settings, UserStore(table, settings.state_cache_users, changelog_sender(table, outputs, settings)),
@@ -161,27 +167,41 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
     registry = build_registry(runtime)
     registry.register(WorkerCollector(app, settings, monitor, outputs.sent))
 
-    @app.agent(inputs, name="ingest")
+    @app.agent(events, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
         # Events are handled in batches: the pipeline's per-event code runs on data still in the
         # CPU caches, which interleaving it with Faust's machinery event by event is not (it
         # ran half as fast). Faust acks a batch's events after the loop body: the commit, and the
         # state flush before it, never claim an event that was not handled.
-        handle, rekeyed, end_batch = runtime.handle, runtime.handle_rekeyed, runtime.end_batch
-        events_topic = settings.events_topic
+        offer, end_batch = runtime.offer, runtime.end_batch
         # (Stream has take_events, StreamT does not declare it)
         batches = stream.take_events(INGEST_BATCH_EVENTS, within=INGEST_BATCH_WAIT_S)  # type: ignore[attr-defined]
         async for batch in batches:
             for event in batch:
                 message = event.message
-                if message.topic == events_topic:
-                    handle(message.partition, message.key, message.value, message.offset,
-                           int(message.timestamp * 1000))
-                else:
-                    rekeyed(message.partition, message.key, message.value, message.offset)
-            pause, resume = end_batch()
-            if pause or resume:
-                align(pause, resume)
+                if not offer(message.partition, message.key, message.value, message.offset,
+                             int(message.timestamp * 1000), message):
+                    message.incref()  # held: Faust's ack of the batch must not commit it
+            after_batch(*end_batch())
+
+    @app.agent(rekeyed, name="rekey")
+    async def rekey(stream: faust.StreamT) -> None:
+        take, end_batch = runtime.handle_rekeyed, runtime.end_batch
+        batches = stream.take_events(INGEST_BATCH_EVENTS, within=INGEST_BATCH_WAIT_S)  # type: ignore[attr-defined]
+        async for batch in batches:
+            for event in batch:
+                message = event.message
+                take(message.partition, message.key, message.value, message.offset)
+            after_batch(*end_batch())
+
+    def after_batch(pause: set[int], resume: set[int], released: list[Any]) -> None:
+        """Acknowledge the held messages now handled; stop or restart fetching partitions."""
+        if released:
+            consumer = app.consumer
+            for message in released:
+                message.ack(consumer)
+        if pause or resume:
+            align(pause, resume)
 
     def align(pause: set[int], resume: set[int]) -> None:
         """Stop and restart fetching the events of partitions running ahead in event time (see
@@ -199,7 +219,7 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
         if not app.tables.recovery.completed.is_set() or app.rebalancing:  # type: ignore[attr-defined]
             return
         assigned = [tp.partition for tp in app.consumer.assignment() if tp.topic == settings.events_topic]
-        runtime.tick(assigned)
+        after_batch(*runtime.tick(assigned))
 
     when_revoked(app, settings.events_topic, runtime.revoke)
 

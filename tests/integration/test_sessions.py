@@ -13,7 +13,6 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
 from streams.config import (
-    MS_PER_DAY,
     SCHEMAS_DIR,
     SESSION_SCHEMA_FILE,
     ActivityConfig,
@@ -21,9 +20,10 @@ from streams.config import (
     SessionsConfig,
 )
 from streams.core.calendar import DayClock
+from streams.tools.close import close_stream
 from streams.tools.kafkaio import event_records, read_json, send_all
 from tests.support import session_batch as sessionbatch
-from tests.support.session_data import T0, clock_events, scenario
+from tests.support.session_data import T0, scenario
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
@@ -58,20 +58,20 @@ def test_sessions_and_usage_equal_the_batch_reference(make_settings: Any, worker
              and not owned(first) & owned(second), timeout=90, message="two workers sharing four partitions")
 
     asyncio.run(send_all(settings, event_records(stream)))
-    # One non-activity "clock" event per partition pushes every watermark past the last session.
-    clock_ms = max(d["timestamp"] for d in stream) + 3 * MS_PER_DAY
-    clocks = clock_events(settings.partitions, clock_ms)
-    asyncio.run(send_all(settings, event_records(clocks)))
+    # Close the stream two days after the last event: every session is over, every day final.
+    last_day = CLOCK.day(max(d["timestamp"] for d in stream)) + 2
+    close_stream(settings, CLOCK.start(last_day))
 
     both = [first, second]
-    sent = len(stream) + len(clocks)
-    wait_for(lambda: sum(sum(w.figures()["outcomes"].values()) for w in both) == sent, timeout=60,
-             message=f"all {sent} messages judged")
+    sent = len(stream)
+    wait_for(lambda: sum(sum(w.figures()["outcomes"].values()) for w in both) == sent
+             and sum(w.figures()["closed"] for w in both) == settings.partitions, timeout=60,
+             message=f"all {sent} messages judged, the close read")
     late = {orjson.loads(d["payload"])["event_id"]
             for d in asyncio.run(read_json(settings, settings.dead_letter_topic, idle_timeout=1)) if d["reason"] == "late"}
     assert sum(w.figures()["outcomes"].get("late", 0) for w in both) == len(late)
     unique = {d["event_id"]: d for d in stream}
-    accepted = [d for i, d in unique.items() if i not in late] + clocks
+    accepted = [d for i, d in unique.items() if i not in late]
     expected = sessionbatch.sessions(accepted, settings)
 
     def emitted() -> list[dict[str, Any]] | None:
@@ -88,7 +88,6 @@ def test_sessions_and_usage_equal_the_batch_reference(make_settings: Any, worker
     assert len({s["session_id"] for s in sessions}) == len(sessions)
     assert {s["closed_by"] for s in sessions} == {"inactivity", "max_length"}
 
-    last_day = CLOCK.day(clock_ms - settings.allowed_lateness_ms) - 1
     days = range(CLOCK.day(T0), last_day + 1)
 
     def finals(kind: str, upto: int) -> dict[str, dict[str, Any]] | None:
@@ -118,7 +117,7 @@ def test_sessions_and_usage_equal_the_batch_reference(make_settings: Any, worker
         assert snap["figures"]["engagement"] == (active / total) * (want["visits"]["30d"] / active if active else 0)
     assert max(reference[d]["active_users"]["1d"] for d in days) > 30
 
-    session_days = wait_for(lambda: finals("sessions_day", last_day - 1), timeout=60, interval=1,
+    session_days = wait_for(lambda: finals("sessions_day", last_day), timeout=60, interval=1,
                             message="final session days")
     by_day = Counter(CLOCK.label(CLOCK.day(s["end_ms"])) for s in expected)
     durations: Counter[str] = Counter()
@@ -152,8 +151,7 @@ def test_sigkill_mid_stream_then_restart_emits_every_session_once_by_id(make_set
     crashing.kill()
     restarted = workers(settings, "restarted").wait_ready(partitions=settings.partitions, timeout=90)
 
-    clocks = clock_events(settings.partitions, max(d["timestamp"] for d in stream) + 2 * MS_PER_DAY)
-    asyncio.run(send_all(settings, event_records(clocks)))
+    close_stream(settings, max(d["timestamp"] for d in stream))
     expected = sessionbatch.sessions(list({d["event_id"]: d for d in stream}.values()), settings)
 
     def by_id() -> dict[str, dict[str, Any]] | None:

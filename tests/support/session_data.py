@@ -140,12 +140,3 @@ class Pipeline:
 
 def canonical(message: dict[str, Any]) -> bytes:
     return orjson.dumps(message, option=orjson.OPT_SORT_KEYS)
-
-
-def clock_events(partitions: int, ts_ms: int) -> list[dict[str, Any]]:
-    """One identify ("clock") event per partition, from a user living there: pushes every
-    partition's watermark to ``ts_ms`` minus the lateness without making anyone active."""
-    home = HomePartitions(partitions, 10_000)
-    return [{"event_id": f"clock-{p}-{ts_ms}", "type": "identify", "timestamp": ts_ms,
-             "user_id": next(f"clock-{i}" for i in range(10_000) if home(f"clock-{i}".encode()) == p)}
-            for p in range(partitions)]
