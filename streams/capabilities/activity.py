@@ -66,7 +66,7 @@ class ActivityCapability(Capability):
         self.dims = tuple(self.config.segments)
         self.sources = SegmentSources(self.dims)
         self.clock = DayClock(self.config.timezone)
-        self.rules = Rules(self.config.dormant_days, self.clock.days_covering(settings.allowed_lateness_ms),
+        self.rules = Rules(self.config.dormant_days, self.clock.days_covering(settings.lookahead_ms),
                            len(self.dims))
         self.start_day = self.clock.parse(self.config.start_date) if self.config.start_date else None
         self.provisional_s = self.config.provisional_interval_s
@@ -202,9 +202,7 @@ class PartitionActivity(PartitionCapability):
                 since = day
         if since is not None:
             rules.contribute(old, view, since, self.stock, self.flows)
-        # The processor moves the watermark right after this call; days before it are closed then.
-        after = ts - self.ctx.settings.allowed_lateness_ms
-        rules.compact(view, clock.day(max(watermark, after)))
+        rules.compact(view, first_open)
         if new_day:
             if day <= first_open:  # every earlier day is closed: the transition is final now
                 self._signal(key, view, day, event.account or state.account)
@@ -302,8 +300,10 @@ class PartitionActivity(PartitionCapability):
         if view.n is None:
             return
         self.rules.contribute(None, view, view.n - self.rules.margin, self.stock, self.flows)
-        # The restored watermark is at least this user's newest event minus the lateness.
-        first_open = self.clock.day(state.max_ts - self.ctx.settings.allowed_lateness_ms)
+        # The watermark (restored before the records) is at least this user's newest event minus
+        # the lookahead: no event reaches a capability further ahead of it.
+        watermark = self.ctx.watermark.value
+        first_open = self.clock.day(max(watermark, state.max_ts - self.ctx.settings.lookahead_ms))
         if view.n + self.rules.dormant >= first_open:
             self.check(view.n + self.rules.dormant, CHECK_DORMANT, key)
         for day in view.active_days():

@@ -197,7 +197,8 @@ def _dump_seg(entries: list[tuple[int, Any, int | None]], base: int, max_ts: int
 
 
 class Rules:
-    """The definitions, parameterised by the dormancy threshold and the allowed lateness."""
+    """The definitions, parameterised by the dormancy threshold and how many days ahead of the
+    watermark an event can reach the capability (the processor's lookahead)."""
 
     def __init__(self, dormant_days: int, lateness_days: int, dims: int) -> None:
         self.dormant = dormant_days
@@ -205,7 +206,7 @@ class Rules:
         #: Days before ``d`` that evaluating ``d`` can look at (MAU window; the gap before ``L``).
         self.history = max(MAU_DAYS - 1, 2 * dormant_days - 1)
         #: Evaluation days are never older than ``n - margin``: a day older than the newest active
-        #: one by more than the lateness is closed (its figures are final) in every partition state
+        #: one by more than the lookahead is closed (its figures are final) in every partition state
         #: that holds the record, and the restore anchor sits one day before the oldest open day.
         self.margin = lateness_days + 1
         self.span = self.margin + self.history + 1
