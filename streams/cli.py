@@ -36,7 +36,8 @@ def settings_from(config_file: str | None, **overrides: Any) -> Settings:
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Report configuration problems as one line naming the setting, not a traceback."""
+    """Report configuration problems as one line naming the setting, and an unreachable broker as
+    one line naming the address and the cause: never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -44,11 +45,18 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from None
+        except Exception as exc:
+            from streams.runtime.connect import BrokerUnreachable
+
+            if isinstance(exc, BrokerUnreachable):
+                raise click.ClickException(str(exc)) from None
+            raise
 
     return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="engagement-streams", prog_name="streams")
 def main() -> None:
     """Real-time customer engagement from product events on Kafka."""
 
