@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from typing import Any, Callable
 
@@ -228,6 +229,25 @@ def bench(config_file: str | None, bootstrap: str | None, partitions: int | None
 
     run_bench(settings, config_file=config_file, n_events=n_events, users=users, repeat=repeat,
               json_out=json_out)
+
+
+@main.command()
+@click.argument("user_id")
+@click.option("--url", envvar="ENGAGEMENT_WORKER_URL", default="http://127.0.0.1:6066", show_default=True,
+              help="Web address of any worker (it asks the worker that owns the user). Env: ENGAGEMENT_WORKER_URL.")
+@click.option("--json", "as_json", is_flag=True, help="Print the worker's JSON document.")
+def user(user_id: str, url: str, as_json: bool) -> None:
+    """One user's current state: lifecycle, active days, open session, score, churn risk, account."""
+    from streams.tools.user import UserLookupError, fetch_user, print_user
+
+    try:
+        doc = fetch_user(url, user_id)
+    except UserLookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        print_user(doc)
 
 
 @main.command()

@@ -32,6 +32,7 @@ from streams.runtime.metrics import build_registry
 from streams.runtime.monitor import WorkerCollector, WorkerMonitor
 from streams.runtime.outputs import OutputBuffer
 from streams.runtime.partitions import Runtime
+from streams.runtime.web import install_user_page
 
 log = logging.getLogger(__name__)
 STATE_TABLE = "users"
@@ -176,6 +177,7 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
                          "outcomes": dict(runtime.outcomes),
                          "dead_letter_reasons": dict(runtime.dead_letter_reasons)})
 
+    install_user_page(app, table, runtime)
     install_agents(app, settings, capabilities)
     app.engagement_runtime = runtime  # type: ignore[attr-defined]
     return app, runtime
