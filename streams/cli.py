@@ -232,6 +232,40 @@ def bench(config_file: str | None, bootstrap: str | None, partitions: int | None
 
 
 @main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              envvar="ENGAGEMENT_CONFIG", help="TOML configuration file ([pipeline] and capability sections).")
+@click.option("--partitions", type=int, default=None, help="Partitions of the pipeline's topics.")
+@click.option("--port", type=int, default=None, help="Broker port (default 9092 when free, else any free port).")
+@click.option("--web-port", type=int, default=None,
+              help="Worker's /metrics and /users port (default 6066 when free, else any free port).")
+@click.option("--loglevel", default="warning", type=click.Choice(["debug", "info", "warning", "error"]))
+@friendly
+def up(config_file: str | None, partitions: int | None, port: int | None, web_port: int | None,
+       loglevel: str) -> None:
+    """Start the embedded broker and a worker for your own events (no simulation); Ctrl-C stops both.
+
+    Prints the bootstrap address, the worker's /metrics and /users/<id>, and the commands to
+    produce, tail and look up users. Also available as 'streams broker'.
+    """
+    from streams.local.broker import port_is_free
+
+    settings = settings_from(config_file, partitions=partitions)
+    for name, value in (("--port", port), ("--web-port", web_port)):
+        if value is not None and not port_is_free(value):
+            raise click.UsageError(f"{name} {value}: something already listens there")
+    from streams.tools.up import run_up
+
+    try:
+        run_up(settings, port=port, web_port=web_port, loglevel=loglevel)
+    except (RuntimeError, TimeoutError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+main.add_command(click.Command("broker", callback=up.callback, params=up.params, help=up.help, hidden=True))
+"""``streams broker``: the same command under the name people look for first (not listed twice)."""
+
+
+@main.command()
 @click.argument("user_id")
 @click.option("--url", envvar="ENGAGEMENT_WORKER_URL", default="http://127.0.0.1:6066", show_default=True,
               help="Web address of any worker (it asks the worker that owns the user). Env: ENGAGEMENT_WORKER_URL.")
