@@ -26,6 +26,8 @@ from streams.local.broker import free_port
 from tests.support.debian_tools import debian_tool
 from tests.support.wait import wait_for
 
+pytestmark = pytest.mark.needs_debian("prometheus")
+
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "deploy" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))

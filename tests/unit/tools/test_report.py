@@ -6,10 +6,13 @@ import re
 from pathlib import Path
 
 import orjson
+import pytest
 
 from streams.config import load_settings
 from streams.tools.report import latest_snapshots, write_report
 from tests.support.browser import rendered_dom, screenshot
+
+pytestmark = pytest.mark.needs_debian("chromium")
 
 
 def snapshot(kind: str, period: str, final: bool, **figures: float) -> dict:
