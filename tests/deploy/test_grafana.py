@@ -32,8 +32,9 @@ REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "deploy" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 RULE_FILES = sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml"))
-#: What Grafana substitutes for its interval variables; the test Prometheus scrapes every second.
-GRAFANA_VARIABLES = {"$__rate_interval": "10s", "$__interval": "2s"}
+#: What Grafana substitutes for its interval variables (the test Prometheus scrapes every second),
+#: and for the dashboards' own variables set to "All" (their ``allValue``).
+GRAFANA_VARIABLES = {"$__rate_interval": "10s", "$__interval": "2s", "$dimension": ".*", "$value": ".*"}
 #: Metrics the alert rules use ahead of the capability that will expose them (churn risk and
 #: account health signals). Nothing else may be missing; reconcile the rules when it lands.
 PENDING_METRICS: set[str] = set()
@@ -56,16 +57,28 @@ def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield panel
 
 
+def substitute(expr: str) -> str:
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    return expr
+
+
 def queries() -> list[tuple[str, str, str]]:
-    """(dashboard, panel title, PromQL as Grafana would send it) for every target."""
+    """(dashboard, panel title, PromQL as Grafana would send it) for every target, and for every
+    ``label_values(selector, label)`` variable the query listing that label's values."""
     found = []
     for path in DASHBOARDS:
         dashboard = json.loads(path.read_text())
+        for variable in dashboard["templating"]["list"]:
+            query = variable["query"]["query"]
+            match = re.fullmatch(r"label_values\((.+), (\w+)\)", query)
+            assert match, f"{path.name}: variable {variable['name']}: not a label_values() query: {query}"
+            assert variable["allValue"] == GRAFANA_VARIABLES[f"${variable['name']}"]
+            found.append((dashboard["title"], f"${variable['name']}",
+                          f"count by ({match.group(2)}) ({substitute(match.group(1))})"))
         for panel in panels(dashboard):
             for target in panel["targets"]:
-                expr = target["expr"]
-                for variable, value in GRAFANA_VARIABLES.items():
-                    expr = expr.replace(variable, value)
+                expr = substitute(target["expr"])
                 assert "$" not in expr, f"{path.name} / {panel['title']}: unknown variable in {expr}"
                 found.append((dashboard["title"], panel["title"], expr))
     return found

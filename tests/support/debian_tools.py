@@ -24,6 +24,7 @@ import pytest
 
 #: binary -> Debian package that ships it.
 PACKAGES = {"promtool": "prometheus", "prometheus": "prometheus", "amtool": "prometheus-alertmanager",
+            "prometheus-alertmanager": "prometheus-alertmanager",
             "docker-compose": "docker-compose", "chromium": "chromium"}
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 #: Wait for another apt-get (unattended upgrades, another test run) instead of failing at once.
