@@ -289,13 +289,19 @@ def user(user_id: str, url: str, as_json: bool) -> None:
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default="engagement-report.html", show_default=True,
               help="Where to write the HTML report.")
 @click.option("--from-file", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Read snapshots from a JSON-lines file (e.g. 'streams tail --what metrics --json') instead of the topic.")
+              help="Read snapshots and signals from a JSON-lines file (e.g. 'streams tail --what metrics --json' "
+                   "and '--what signals --json' appended) instead of the topics.")
 @click.option("--idle-timeout", type=float, default=3.0, show_default=True,
-              help="Stop reading the metrics topic after this many quiet seconds.")
+              help="Stop reading each topic after this many quiet seconds.")
 @friendly
 def report(config_file: str | None, bootstrap: str | None, partitions: int | None, out: str,
            from_file: str | None, idle_timeout: float) -> None:
-    """Write a self-contained HTML report of a run (active users, stickiness, sessions, risk, ...)."""
+    """Write a self-contained HTML report of a run, drawn by Plotly and opening offline.
+
+    Active users and stickiness, lifecycle stock and flows, sessions and active time, usage,
+    churn-risk bands over time and the accounts most at risk by name; provisional days marked,
+    days only some partitions had reported left out.
+    """
     settings = settings_from(config_file, bootstrap=bootstrap, partitions=partitions)
     if from_file is None and not settings.bootstrap:
         raise click.UsageError("bootstrap: set --bootstrap or ENGAGEMENT_BOOTSTRAP, or give --from-file")
