@@ -24,6 +24,7 @@ import yaml
 from streams.config import ENV_PREFIX, Settings, settings_to_toml
 from streams.local.broker import free_port
 from tests.support.debian_tools import debian_tool
+from tests.support.fleet import start_fleet
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.needs_debian("prometheus")
@@ -186,12 +187,7 @@ def test_every_dashboard_panel_returns_data(make_settings: Any, workers: Any, tm
     from tests.support.deploy_feed import Feeder
 
     settings = make_settings(partitions=4)
-    fleet = [workers(settings.with_overrides(data_dir=str(tmp_path / f"data-{i}")), name=f"worker{i}")
-             for i in range(2)]
-    for worker in fleet:
-        worker.wait_ready(timeout=60)
-    wait_for(lambda: sorted(len(w.figures()["partitions"]) for w in fleet) == [2, 2], timeout=60,
-             message="the two workers sharing the four partitions")
+    fleet = start_fleet(workers, settings, tmp_path)
     targets = [f"{w.settings.web_host}:{w.settings.web_port}" for w in fleet]
     with Prometheus(tmp_path, targets) as prom:
         wait_for(lambda: len(prom.values('up{job="engagement-worker"} == 1')) == 2, timeout=30,

@@ -19,6 +19,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from streams.config import RISK_BANDS
 from streams.tools.kafkaio import event_records, read_json, send_all
 from tests.deploy.test_grafana import event_time, simulate_history, user_of
+from tests.support.fleet import start_fleet
 from tests.support.wait import wait_for
 from tests.unit.config.test_config import run_cli
 
@@ -45,12 +46,8 @@ def home_partition(user: str, partitions: int) -> int:
 
 def test_any_worker_answers_for_any_user(make_settings: Any, workers: Any, tmp_path: Path) -> None:
     settings = make_settings(partitions=4)
-    fleet = [workers(settings.with_overrides(data_dir=str(tmp_path / f"data-{i}")), name=f"worker{i}")
-             for i in range(2)]
-    for worker in fleet:
-        worker.wait_ready(timeout=60)
-    owned = wait_for(lambda: (lambda parts: parts if sorted(map(len, parts)) == [2, 2] else None)(
-        [{int(p) for p in w.figures()["partitions"]} for w in fleet]), timeout=60, message="two partitions each")
+    fleet = start_fleet(workers, settings, tmp_path)
+    owned = [{int(p) for p in w.figures()["partitions"]} for w in fleet]
     events = simulate_history(settings, tmp_path, users=120, days=10)
     applied = len(events)
     wait_for(lambda: sum(sum(w.figures()["outcomes"].values()) for w in fleet) >= applied, timeout=90,
