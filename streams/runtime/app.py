@@ -34,6 +34,7 @@ from streams.runtime.metrics import build_registry
 from streams.runtime.monitor import WorkerCollector, WorkerMonitor
 from streams.runtime.outputs import OutputBuffer
 from streams.runtime.partitions import Runtime
+from streams.runtime.web import install_user_page
 
 log = logging.getLogger(__name__)
 STATE_TABLE = "users"
@@ -204,5 +205,6 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
                          "outcomes": dict(runtime.outcomes),
                          "dead_letter_reasons": dict(runtime.dead_letter_reasons)})
 
+    install_user_page(app, table, runtime)
     install_agents(app, settings, capabilities)
     return app, runtime
