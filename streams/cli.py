@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from typing import Any, Callable
 
@@ -36,7 +37,8 @@ def settings_from(config_file: str | None, **overrides: Any) -> Settings:
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Report configuration problems as one line naming the setting, not a traceback."""
+    """Report configuration problems as one line naming the setting, and an unreachable broker as
+    one line naming the address and the cause: never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -44,11 +46,18 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from None
+        except Exception as exc:
+            from streams.runtime.connect import BrokerUnreachable
+
+            if isinstance(exc, BrokerUnreachable):
+                raise click.ClickException(str(exc)) from None
+            raise
 
     return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="engagement-streams", prog_name="streams")
 def main() -> None:
     """Real-time customer engagement from product events on Kafka."""
 
@@ -223,17 +232,76 @@ def bench(config_file: str | None, bootstrap: str | None, partitions: int | None
 
 
 @main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              envvar="ENGAGEMENT_CONFIG", help="TOML configuration file ([pipeline] and capability sections).")
+@click.option("--partitions", type=int, default=None, help="Partitions of the pipeline's topics.")
+@click.option("--port", type=int, default=None, help="Broker port (default 9092 when free, else any free port).")
+@click.option("--web-port", type=int, default=None,
+              help="Worker's /metrics and /users port (default 6066 when free, else any free port).")
+@click.option("--loglevel", default="warning", type=click.Choice(["debug", "info", "warning", "error"]))
+@friendly
+def up(config_file: str | None, partitions: int | None, port: int | None, web_port: int | None,
+       loglevel: str) -> None:
+    """Start the embedded broker and a worker for your own events (no simulation); Ctrl-C stops both.
+
+    Prints the bootstrap address, the worker's /metrics and /users/<id>, and the commands to
+    produce, tail and look up users. Also available as 'streams broker'.
+    """
+    from streams.local.broker import port_is_free
+
+    settings = settings_from(config_file, partitions=partitions)
+    for name, value in (("--port", port), ("--web-port", web_port)):
+        if value is not None and not port_is_free(value):
+            raise click.UsageError(f"{name} {value}: something already listens there")
+    from streams.tools.up import run_up
+
+    try:
+        run_up(settings, port=port, web_port=web_port, loglevel=loglevel)
+    except (RuntimeError, TimeoutError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+main.add_command(click.Command("broker", callback=up.callback, params=up.params, help=up.help, hidden=True))
+"""``streams broker``: the same command under the name people look for first (not listed twice)."""
+
+
+@main.command()
+@click.argument("user_id")
+@click.option("--url", envvar="ENGAGEMENT_WORKER_URL", default="http://127.0.0.1:6066", show_default=True,
+              help="Web address of any worker (it asks the worker that owns the user). Env: ENGAGEMENT_WORKER_URL.")
+@click.option("--json", "as_json", is_flag=True, help="Print the worker's JSON document.")
+def user(user_id: str, url: str, as_json: bool) -> None:
+    """One user's current state: lifecycle, active days, open session, score, churn risk, account."""
+    from streams.tools.user import UserLookupError, fetch_user, print_user
+
+    try:
+        doc = fetch_user(url, user_id)
+    except UserLookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        print_user(doc)
+
+
+@main.command()
 @connection_options
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default="engagement-report.html", show_default=True,
               help="Where to write the HTML report.")
 @click.option("--from-file", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Read snapshots from a JSON-lines file (e.g. 'streams tail --what metrics --json') instead of the topic.")
+              help="Read snapshots and signals from a JSON-lines file (e.g. 'streams tail --what metrics --json' "
+                   "and '--what signals --json' appended) instead of the topics.")
 @click.option("--idle-timeout", type=float, default=3.0, show_default=True,
-              help="Stop reading the metrics topic after this many quiet seconds.")
+              help="Stop reading each topic after this many quiet seconds.")
 @friendly
 def report(config_file: str | None, bootstrap: str | None, partitions: int | None, out: str,
            from_file: str | None, idle_timeout: float) -> None:
-    """Write a self-contained HTML report of a run (active users, stickiness, sessions, risk, ...)."""
+    """Write a self-contained HTML report of a run, drawn by Plotly and opening offline.
+
+    Active users and stickiness, lifecycle stock and flows, sessions and active time, usage,
+    churn-risk bands over time and the accounts most at risk by name; provisional days marked,
+    days only some partitions had reported left out.
+    """
     settings = settings_from(config_file, bootstrap=bootstrap, partitions=partitions)
     if from_file is None and not settings.bootstrap:
         raise click.UsageError("bootstrap: set --bootstrap or ENGAGEMENT_BOOTSTRAP, or give --from-file")

@@ -15,6 +15,7 @@ in-memory table and sink; :mod:`streams.runtime.partitions` drives it from the F
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any, Callable, Iterable
 
 from streams.config import WATERMARK_NOTIFY_STEP_MS, Settings
@@ -38,8 +39,10 @@ class PartitionProcessor:
 
     def __init__(self, partition: int, settings: Settings, store: UserStore, sink: Sink,
                  capabilities: Iterable[Capability], decoder: Decoder, home: HomePartitions,
-                 count: Callable[[str, str | None], None]) -> None:
+                 count: Callable[[str, str | None], None], slice_s: float | None = None) -> None:
         self.partition = partition
+        self.slice_s = slice_s
+        """Longest time one call fires timers for (None: no limit; see :meth:`_advance`)."""
         self.settings = settings
         self.store = store
         self.sink = sink
@@ -56,6 +59,9 @@ class PartitionProcessor:
         self.users = 0
         self.events = 0
         self._notified = NO_TIME
+        self._force_notify = False
+        self.backlog = False
+        """Due timers not fired yet (sliced work for :meth:`work`)."""
 
     # --- recovery -------------------------------------------------------------------------
     def restore(self, wall_ms: float) -> int:
@@ -76,6 +82,8 @@ class PartitionProcessor:
     def process(self, key: bytes | None, raw: bytes | None, offset: int, received_ms: int,
                 wall_ms: float) -> str:
         """Judge and apply one message; returns its outcome."""
+        if self.backlog:  # every timer due before this message fires first (the runtime drains it)
+            self.work()
         event = self.decoder.decode(raw, received_ms)
         if event.__class__ is Rejection:
             self._dead_letter(event.reason, event.message, raw, key, offset, received_ms)
@@ -134,22 +142,48 @@ class PartitionProcessor:
     def _advance(self, force: bool = False) -> None:
         """Fire due timers, then tell every capability where the watermark is.
 
-        Timers fire exactly. ``on_watermark`` runs when the watermark has moved at least
+        Timers fire exactly, in due order. With a time slice (``slice_s``) the processor fires
+        what fits in it and keeps the rest as :attr:`backlog` for :meth:`work`, which the runtime
+        calls on the next turns of the event loop (a day's close can hold a timer for each of a
+        million users); every due timer fires before the next event is applied, sliced or not
+        (:meth:`process` finishes a backlog first). ``on_watermark`` runs once the timers due at
+        the watermark have fired, when the watermark has moved at least
         ``WATERMARK_NOTIFY_STEP_MS`` since the last call: in a busy partition the watermark moves
         by milliseconds with nearly every event, and capabilities only act on coarse boundaries
         (a day's end, a snapshot interval). The step depends on event time only, so replays see
         the same calls.
         """
+        self._force_notify = self._force_notify or force
+        self.backlog = True
+        self.work(None if force or self.slice_s is None else time.perf_counter() + self.slice_s)
+
+    def work(self, deadline: float | None = None) -> bool:
+        """Continue firing due timers until ``deadline`` (``time.perf_counter()``; None: all of
+        them), then notify the capabilities; True while a backlog remains."""
+        if not self.backlog:
+            return False
         watermark = self.watermark.value
-        for due, key, owner, tag in self.timers.due(watermark):
-            state = self.store.get(self.partition, key)
+        pop, get, caps, partition = self.timers.pop, self.store.get, self.capabilities, self.partition
+        fired = 0
+        while True:
+            timer = pop(watermark)
+            if timer is None:
+                break
+            due, key, owner, tag = timer
+            state = get(partition, key)
             if state is not None:
-                self.capabilities[owner].on_timer(key, state, tag, due)
-        if not force and watermark - self._notified < WATERMARK_NOTIFY_STEP_MS:
-            return
+                caps[owner].on_timer(key, state, tag, due)
+            fired += 1
+            if deadline is not None and not fired & 15 and time.perf_counter() >= deadline:
+                return True
+        self.backlog = False
+        if not self._force_notify and watermark - self._notified < WATERMARK_NOTIFY_STEP_MS:
+            return False
+        self._force_notify = False
         self._notified = watermark
         for cap in self.capabilities:
             cap.on_watermark(watermark)
+        return False
 
     def figures(self) -> dict[str, Any]:
         """Partition figures: the core counts plus every capability's, all additive."""

@@ -20,6 +20,7 @@ from streams.config import (
     COMMIT_EVERY_MESSAGES,
     INGEST_BATCH_EVENTS,
     INGEST_BATCH_WAIT_S,
+    LOOP_SLICE_S,
     PRODUCER_LINGER_MS,
     PRODUCER_MAX_BATCH_BYTES,
     Settings,
@@ -28,10 +29,12 @@ from streams.core.capability import Capability
 from streams.core.userstore import UserStore
 from streams.runtime import tansu
 from streams.runtime.agents import install_agents, when_revoked
+from streams.runtime.loop import LoopWatch, drain, flush_sliced
 from streams.runtime.metrics import build_registry
 from streams.runtime.monitor import WorkerCollector, WorkerMonitor
 from streams.runtime.outputs import OutputBuffer
 from streams.runtime.partitions import Runtime
+from streams.runtime.web import install_user_page
 
 log = logging.getLogger(__name__)
 STATE_TABLE = "users"
@@ -43,11 +46,22 @@ class EngagementApp(faust.App):
 
     engagement_settings: Settings
     engagement_outputs: OutputBuffer
+    engagement_runtime: Runtime
 
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()
         if self.engagement_settings.local:
             tansu.install(consumer, self.engagement_settings.kafka_client_options())
+        commit = consumer.force_commit  # type: ignore[attr-defined]
+
+        async def force_commit(*args: Any, **kwargs: Any) -> Any:
+            # Most dirty records are written in slices first (the event loop runs in between);
+            # the synchronous flush in the monitor's commit hook then writes only the rest, just
+            # before the offsets are picked, so the changelog still covers every committed event.
+            await flush_sliced(self.engagement_runtime)
+            return await commit(*args, **kwargs)
+
+        consumer.force_commit = force_commit  # type: ignore[attr-defined]
         return consumer
 
     def _new_producer(self) -> Any:
@@ -135,12 +149,15 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
     table = app.Table(STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes,
                       options=settings.rocksdb_options() if settings.store.startswith("rocksdb") else None)
     runtime = Runtime(settings, UserStore(table, settings.state_cache_users, changelog_sender(table, outputs, settings)),
-                      outputs, capabilities)
+                      outputs, capabilities, slice_s=LOOP_SLICE_S)
+    app.engagement_runtime = runtime
     # The runtime flushes dirty records when Faust starts a commit (see WorkerMonitor).
     monitor = WorkerMonitor(before_commit=runtime.flush)
     app.monitor = monitor
     registry = build_registry(runtime)
     registry.register(WorkerCollector(app, settings, monitor, outputs.sent))
+    watch = app.engagement_loop = LoopWatch()  # type: ignore[attr-defined]
+    registry.register(watch)
 
     @app.agent(events, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
@@ -148,14 +165,20 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
         # CPU caches, which interleaving it with Faust's machinery event by event is not (it
         # ran half as fast). Faust acks a batch's events after the loop body: the commit, and the
         # state flush before it, never claim an event that was not handled.
+        # Timers an event makes due (a day's close) are fired in slices before the next event is
+        # handled (``streams.runtime.loop.drain``): same order as all at once, but the loop runs.
         handle = runtime.handle
         # (Stream has take_events, StreamT does not declare it)
         batches = stream.take_events(INGEST_BATCH_EVENTS, within=INGEST_BATCH_WAIT_S)  # type: ignore[attr-defined]
         async for batch in batches:
             for event in batch:
+                if runtime.busy:
+                    await drain(runtime)
                 message = event.message
                 handle(message.partition, message.key, message.value, message.offset,
                        int(message.timestamp * 1000))
+            if runtime.busy:
+                await drain(runtime)
 
     @app.timer(settings.tick_interval_s)
     async def tick() -> None:
@@ -163,6 +186,12 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
             return
         assigned = [tp.partition for tp in app.consumer.assignment() if tp.topic == settings.events_topic]
         runtime.tick(assigned)
+        if runtime.busy:
+            await drain(runtime)
+
+    @app.task
+    async def probe_loop() -> None:
+        await watch.run()
 
     when_revoked(app, settings.events_topic, runtime.revoke)
 
@@ -176,6 +205,6 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
                          "outcomes": dict(runtime.outcomes),
                          "dead_letter_reasons": dict(runtime.dead_letter_reasons)})
 
+    install_user_page(app, table, runtime)
     install_agents(app, settings, capabilities)
-    app.engagement_runtime = runtime  # type: ignore[attr-defined]
     return app, runtime

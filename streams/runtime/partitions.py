@@ -18,8 +18,11 @@ class Runtime:
     """Routes messages to partition processors and keeps the worker's counters."""
 
     def __init__(self, settings: Settings, store: UserStore, sink: Sink,
-                 capabilities: Sequence[Capability] = ()) -> None:
+                 capabilities: Sequence[Capability] = (), slice_s: float | None = None) -> None:
         self.settings = settings
+        self.slice_s = slice_s
+        """Longest synchronous step of timer work (None: none is sliced; the worker slices, see
+        :meth:`work`; tests and in-process tools run each step to its end)."""
         self.store = store
         self.sink = sink
         self.capabilities = list(capabilities)
@@ -31,6 +34,9 @@ class Runtime:
         self.flushes = 0
         self.rebalances = 0
         self._last_flush = time.monotonic()
+        self.busy = False
+        """Some partition has due timers not fired yet (see :meth:`work`): the worker finishes
+        them before it hands on the next event (handling one would finish them in one step)."""
 
     def _count(self, kind: str, value: str | None) -> None:
         if kind == "dead_letter_reason" and value is not None:
@@ -41,7 +47,7 @@ class Runtime:
         proc = self.processors.get(partition)
         if proc is None:
             proc = PartitionProcessor(partition, self.settings, self.store, self.sink,
-                                      self.capabilities, self.decoder, self.home, self._count)
+                                      self.capabilities, self.decoder, self.home, self._count, self.slice_s)
             proc.restore(time.time() * 1000)
             self.processors[partition] = proc
         return proc
@@ -51,13 +57,31 @@ class Runtime:
         proc = self.processors.get(partition) or self.processor(partition)
         outcome = proc.process(key, value, offset, received_ms, time.time() * 1000)
         self.outcomes[outcome] += 1
+        if proc.backlog:
+            self.busy = True
         return outcome
+
+    def work(self, slice_s: float | None = None) -> bool:
+        """Fire pending due timers for at most ``slice_s`` (default: the runtime's slice; None
+        and no slice: all); True while work remains. The worker calls it between turns of the
+        event loop until it returns False, so a day's close never blocks the loop for long."""
+        budget = self.slice_s if slice_s is None else slice_s
+        deadline = None if budget is None else time.perf_counter() + budget
+        for proc in list(self.processors.values()):
+            if proc.backlog and proc.work(deadline):
+                return True
+        self.busy = False
+        return False
 
     def flush(self) -> int:
         """Queue every dirty user record for the store and changelog (before offsets are committed)."""
         self.flushes += 1
         self._last_flush = time.monotonic()
         return self.store.flush()
+
+    def flush_some(self, limit: int) -> int:
+        """Write up to ``limit`` dirty records (a slice of a flush; see ``UserStore.flush_some``)."""
+        return self.store.flush_some(limit)
 
     def tick(self, assigned: Iterable[int] = ()) -> None:
         """Sweep quiet partitions; create processors for assigned partitions that had no message yet."""
@@ -66,6 +90,8 @@ class Runtime:
         now = time.time() * 1000
         for proc in list(self.processors.values()):
             proc.tick(now)
+            if proc.backlog:
+                self.busy = True
         # Sweeps change records without any offset to commit; persist them on the same cadence.
         if time.monotonic() - self._last_flush >= self.settings.commit_interval_s and self.store.dirty_count():
             self.flush()

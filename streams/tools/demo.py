@@ -69,7 +69,7 @@ async def _run(settings: Settings, worker: WorkerProcess, config: SimulationConf
                 chunk_end = min(history_end, chunk_end + MS_PER_DAY // 4)
                 await publish(feed.until(chunk_end), chunk_end)
             clock = SimClock(history_end, speed)
-            view.phase = f"live at {speed:g}x"
+            view.phase, view.speed = f"live at {speed:g}x", speed
             while deadline is None or time.monotonic() < deadline:
                 now = clock.now_ms()
                 await publish(feed.until(now), now)
@@ -95,6 +95,7 @@ def run_demo(settings: Settings, config_file: str | None, duration: float | None
             worker.wait_ready(timeout=90)
             pids = f"broker pid {broker.pid if broker else '-'}, worker pid {worker.proc.pid if worker.proc else '-'}"
             console.print(f"worker metrics: [bold]{worker.url}/metrics[/]  figures: {worker.url}/figures  "
+                          f"one user: {worker.url}/users/<user_id>  "
                           f"({pids}; log {log})", soft_wrap=True)
             view = DemoView(running, users, live=live)
             try:
