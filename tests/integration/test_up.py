@@ -44,8 +44,10 @@ def test_up_serves_my_events_and_stops_cleanly_on_ctrl_c() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGAGEMENT_")}
     env["PYTHONUNBUFFERED"] = "1"
     port, web_port = free_port(), free_port()
+    # Started the way a script's background job is, with SIGINT ignored: Ctrl-C must still stop it.
     up = subprocess.Popen([sys.executable, "-m", "streams", "up", "--port", str(port), "--web-port", str(web_port)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert up.stdout is not None
     seen: list[str] = []
     try:
