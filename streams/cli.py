@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from typing import Any, Callable
 
@@ -36,7 +37,8 @@ def settings_from(config_file: str | None, **overrides: Any) -> Settings:
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Report configuration problems as one line naming the setting, not a traceback."""
+    """Report configuration problems as one line naming the setting, and an unreachable broker as
+    one line naming the address and the cause: never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -44,11 +46,18 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from None
+        except Exception as exc:
+            from streams.runtime.connect import BrokerUnreachable
+
+            if isinstance(exc, BrokerUnreachable):
+                raise click.ClickException(str(exc)) from None
+            raise
 
     return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="engagement-streams", prog_name="streams")
 def main() -> None:
     """Real-time customer engagement from product events on Kafka."""
 
@@ -255,17 +264,76 @@ def bench(config_file: str | None, bootstrap: str | None, partitions: int | None
 
 
 @main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              envvar="ENGAGEMENT_CONFIG", help="TOML configuration file ([pipeline] and capability sections).")
+@click.option("--partitions", type=int, default=None, help="Partitions of the pipeline's topics.")
+@click.option("--port", type=int, default=None, help="Broker port (default 9092 when free, else any free port).")
+@click.option("--web-port", type=int, default=None,
+              help="Worker's /metrics and /users port (default 6066 when free, else any free port).")
+@click.option("--loglevel", default="warning", type=click.Choice(["debug", "info", "warning", "error"]))
+@friendly
+def up(config_file: str | None, partitions: int | None, port: int | None, web_port: int | None,
+       loglevel: str) -> None:
+    """Start the embedded broker and a worker for your own events (no simulation); Ctrl-C stops both.
+
+    Prints the bootstrap address, the worker's /metrics and /users/<id>, and the commands to
+    produce, tail and look up users. Also available as 'streams broker'.
+    """
+    from streams.local.broker import port_is_free
+
+    settings = settings_from(config_file, partitions=partitions)
+    for name, value in (("--port", port), ("--web-port", web_port)):
+        if value is not None and not port_is_free(value):
+            raise click.UsageError(f"{name} {value}: something already listens there")
+    from streams.tools.up import run_up
+
+    try:
+        run_up(settings, port=port, web_port=web_port, loglevel=loglevel)
+    except (RuntimeError, TimeoutError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+main.add_command(click.Command("broker", callback=up.callback, params=up.params, help=up.help, hidden=True))
+"""``streams broker``: the same command under the name people look for first (not listed twice)."""
+
+
+@main.command()
+@click.argument("user_id")
+@click.option("--url", envvar="ENGAGEMENT_WORKER_URL", default="http://127.0.0.1:6066", show_default=True,
+              help="Web address of any worker (it asks the worker that owns the user). Env: ENGAGEMENT_WORKER_URL.")
+@click.option("--json", "as_json", is_flag=True, help="Print the worker's JSON document.")
+def user(user_id: str, url: str, as_json: bool) -> None:
+    """One user's current state: lifecycle, active days, open session, score, churn risk, account."""
+    from streams.tools.user import UserLookupError, fetch_user, print_user
+
+    try:
+        doc = fetch_user(url, user_id)
+    except UserLookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        print_user(doc)
+
+
+@main.command()
 @connection_options
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default="engagement-report.html", show_default=True,
               help="Where to write the HTML report.")
 @click.option("--from-file", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Read snapshots from a JSON-lines file (e.g. 'streams tail --what metrics --json') instead of the topic.")
+              help="Read snapshots and signals from a JSON-lines file (e.g. 'streams tail --what metrics --json' "
+                   "and '--what signals --json' appended) instead of the topics.")
 @click.option("--idle-timeout", type=float, default=3.0, show_default=True,
-              help="Stop reading the metrics topic after this many quiet seconds.")
+              help="Stop reading each topic after this many quiet seconds.")
 @friendly
 def report(config_file: str | None, bootstrap: str | None, partitions: int | None, out: str,
            from_file: str | None, idle_timeout: float) -> None:
-    """Write a self-contained HTML report of a run (active users, stickiness, sessions, risk, ...)."""
+    """Write a self-contained HTML report of a run, drawn by Plotly and opening offline.
+
+    Active users and stickiness, lifecycle stock and flows, sessions and active time, usage,
+    churn-risk bands over time and the accounts most at risk by name; provisional days marked,
+    days only some partitions had reported left out.
+    """
     settings = settings_from(config_file, bootstrap=bootstrap, partitions=partitions)
     if from_file is None and not settings.bootstrap:
         raise click.UsageError("bootstrap: set --bootstrap or ENGAGEMENT_BOOTSTRAP, or give --from-file")
@@ -322,21 +390,28 @@ def bench_run(config_file: str, mode: str, expected: int, result: str) -> None:
 @connection_options
 @click.argument("events", type=click.Path(dir_okay=False, exists=True))
 @click.option("--labels", "-l", type=click.Path(dir_okay=False, exists=True), required=True,
-              help="Churn labels as CSV: user_id,churned_at (what 'streams simulate --labels' writes).")
+              help="Churn labels as CSV: user_id,churned,churn_time (churn_time may be empty), or "
+                   "user_id,churned_at listing churners only (what 'streams simulate --labels' writes).")
+@click.option("--checkpoints", default="7", show_default=True,
+              help="When the current risk is judged: a number of days spread over the events' span, or a CSV "
+                   "of account_id,last_day (each account's users judged at the end of that day).")
 @click.option("--lead-days", type=float, default=7.0, show_default=True,
-              help="A churner counts as caught when flagged high at least this many days before churning.")
+              help="Recall with lead counts churners flagged at least this many days before churning.")
 @click.option("--window-days", type=float, default=35.0, show_default=True,
-              help="Only high flags within this many days before the churn count as warnings of it.")
+              help="Only flags on within this many days before the churn count as warnings of it; also "
+                   "the horizon of the checkpoints' judgements.")
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Also write the results as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @friendly
 def backtest(config_file: str | None, bootstrap: str | None, partitions: int | None, events: str, labels: str,
-             lead_days: float, window_days: float, json_out: str | None, quiet: bool) -> None:
-    """Replay a historical events file through the pipeline and score its churn-risk signals.
+             checkpoints: str, lead_days: float, window_days: float, json_out: str | None, quiet: bool) -> None:
+    """Replay a historical events file (JSON lines, plain or gzip) through the pipeline and judge its
+    churn-risk signals against churn labels, beside three baselines computed in the same run.
 
-    Reports precision, recall, F1 and lead time of 'high' churn-risk signals against the labels
-    (definitions in docs/health-and-risk.md#engagement-score-churn-risk-and-account-health). Uses the embedded broker unless --bootstrap is given;
-    topics and consumer group are the run's own. Example:
+    Reports, in one table, precision, recall, F1, median lead, recall with lead, non-churners flagged
+    and the AUC of the current risk at checkpoints (definitions in docs/health-and-risk.md#backtest).
+    Events without type are read as track events. Uses the embedded broker unless --bootstrap is
+    given; topics and consumer group are the run's own. Example:
     streams simulate --users 2000 --days 60 -o events.jsonl --labels churn.csv &&
     streams backtest events.jsonl --labels churn.csv
     """
@@ -348,8 +423,8 @@ def backtest(config_file: str | None, bootstrap: str | None, partitions: int | N
     from streams.tools.backtest import run_backtest
 
     try:
-        run_backtest(settings, Path(events), Path(labels), lead_days=lead_days, window_days=window_days,
-                     json_out=Path(json_out) if json_out else None, progress=not quiet)
+        run_backtest(settings, Path(events), Path(labels), checkpoints=checkpoints, lead_days=lead_days,
+                     window_days=window_days, json_out=Path(json_out) if json_out else None, progress=not quiet)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 

@@ -13,6 +13,13 @@ from streams.config import Settings, load_settings
 from streams.local.broker import EmbeddedBroker
 from streams.local.worker_process import WorkerProcess
 from streams.runtime.topics import ensure_topics
+from tests.support.debian_tools import install, needed_by
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Install the Debian programs the collected tests need before the first one runs."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    install(needed_by(session.items), say=reporter.write_line if reporter else print)
 
 
 @pytest.fixture(scope="session")

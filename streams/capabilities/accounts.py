@@ -93,6 +93,10 @@ class AccountsPartition(PartitionCapability):
             day[event.account] = [event.ts, int(seats)]
             self.ctx.mark_dirty(self.key, self.record)
 
+    def describe(self, key: bytes, state: "UserState") -> dict[str, Any]:
+        """The account the user belongs to (their newest group or event account)."""
+        return {"account": state.account}
+
     def on_notice(self, key: bytes, state: "UserState", kind: str, payload: Any) -> None:
         account = payload.get("account") if kind == NOTICE else None
         if not account or payload["trigger"] != "day":

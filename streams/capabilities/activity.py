@@ -30,10 +30,19 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from streams.capabilities.lifecycle import DORMANT, IN_MAU, IN_WAU, STATE_NAMES, Rules, View, merge_into
+from streams.capabilities.lifecycle import (
+    DORMANT,
+    IN_MAU,
+    IN_WAU,
+    STATE_NAMES,
+    Rules,
+    View,
+    merge_into,
+    newest_codes,
+)
 from streams.capabilities.segments import LabelCodes, SegmentSources
 from streams.capabilities.snapshots import add_figures
-from streams.config import LIFECYCLE_STATES, METRIC_PREFIX, Settings
+from streams.config import LIFECYCLE_STATES, MAU_DAYS, METRIC_PREFIX, WAU_DAYS, Settings
 from streams.core.calendar import DayClock
 from streams.core.capability import Capability, Finisher, PartitionCapability, Shared
 from streams.core.eventtime import NO_TIME, iso_ms
@@ -376,6 +385,27 @@ class PartitionActivity(PartitionCapability):
         for state in LIFECYCLE_STATES:
             out[f"lifecycle_{state}"] = group["lifecycle"][state]
         return out
+
+    def describe(self, key: bytes, state: "UserState") -> dict[str, Any]:
+        """Lifecycle state and active days on the partition's current day (the user's newest
+        active day, if later), and the user's newest segment values."""
+        rec = state.ext.get(SLOT)
+        view = self.rules.new_view(rec, state.max_ts) if rec else None
+        if view is None or view.n is None:
+            return {}
+        watermark = self.ctx.watermark.value
+        day = view.n if watermark == NO_TIME else max(view.n, self.clock.day(watermark))
+        code, last = self.rules.status(view, day)
+        label = self.clock.label
+        recent = sorted(d for d in view.active_days() if day - d < MAU_DAYS)
+        dims = self.shared.dims
+        segments = {dim.name: self.codes.name(i, code) for i, (dim, code)
+                    in enumerate(zip(dims, newest_codes(view, len(dims)))) if code is not None}
+        return {"lifecycle": STATE_NAMES[code] if code else None, "as_of_day": label(day),
+                "first_active_day": label(view.f) if view.f is not None else None,
+                "last_active_day": label(last) if last is not None else None,
+                "active_days_7d": sum(1 for d in recent if day - d < WAU_DAYS), "active_days_30d": len(recent),
+                "active_days": [label(d) for d in recent], "segments": segments}
 
     # --- figures -------------------------------------------------------------------------
     def expand(self, stock: dict[tuple, int], flows: dict[tuple, int]) -> dict[str, Any]:

@@ -481,3 +481,19 @@ class EngagementPartition(PartitionCapability):
 
     def figures(self) -> dict[str, Any]:
         return {"engagement_scored_users": sum(self.levels.values())}
+
+    def describe(self, key: bytes, state: "UserState") -> dict[str, Any]:
+        """The user's latest score and the day it was computed for."""
+        ledger = Ledger.load(state.ext.get(SLOT))
+        if ledger.evaluated is None:
+            return {"score": None}
+        return {"score": ledger.score, "scored_day": self.clock.label(ledger.evaluated)}
+
+    def latest_facts(self, state: "UserState") -> dict[str, Any] | None:
+        """The facts of the user's last scored day, as announced to risk then (for look-ups)."""
+        ledger = Ledger.load(state.ext.get(SLOT))
+        if ledger.evaluated is None or ledger.n is None:
+            return None
+        day = ledger.evaluated
+        return facts_payload(self._facts(ledger, state, day, self.shared.due(day), "day"), state.account,
+                             ledger.score, None)

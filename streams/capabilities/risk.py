@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from streams.capabilities.engagement import NOTICE
+from streams.capabilities.engagement import NOTICE, EngagementPartition
 from streams.capabilities.signals import SignalCounts, reason, signal, signal_id
 from streams.config import METRIC_PREFIX, RISK_BANDS, RiskConfig, Settings
 from streams.core.calendar import DayClock
@@ -275,3 +275,18 @@ class RiskPartition(PartitionCapability):
 
     def figures(self) -> dict[str, Any]:
         return {f"risk_{name}": self.bands.get(code, 0) for code, name in enumerate(RISK_BANDS)}
+
+    def describe(self, key: bytes, state: "UserState") -> dict[str, Any]:
+        """The user's band (as kept) and the reasons of the last daily assessment (recomputed from
+        the engagement record: reasons are not stored per user)."""
+        slot = state.ext.get(SLOT)
+        if not slot:
+            return {"band": None}
+        out: dict[str, Any] = {"band": RISK_BANDS[slot[0]]}
+        engagement = self.ctx.peer(EngagementPartition)
+        facts = engagement.latest_facts(state) if engagement is not None else None
+        if facts is not None:
+            assessment = self.shared.rules.assess(facts)
+            out.update(assessed_day=self.shared.clock.label(facts["day"]), points=round(assessment.points, 1),
+                       reasons=assessment.reasons, onboarding=assessment.onboarding)
+        return out

@@ -208,6 +208,20 @@ class SessionsPartition(PartitionCapability):
         self.publisher = DayPublisher(self.clock, ctx.publish_partial, "sessions_day", self.timeout,
                                       self._day_figures, self._day_final, start_day=owner.start_day)
 
+    def describe(self, key: bytes, state: "UserState") -> dict[str, Any]:
+        """The open session (folded events) and the events still waiting for the watermark."""
+        slot = state.ext.get(SLOT) or {}
+        z = slot.get("z", 0)
+        open_ = slot.get("o")
+        queue = slot.get("q") or []
+        out: dict[str, Any] = {"open_session": None if not open_ else {
+            "start": iso_ms(z), "last_event": iso_ms(z + open_[0]), "active_time_s": open_[1] / 1000,
+            "events": open_[2], "entry": open_[3]}}
+        out["waiting_events"] = len(queue)
+        if queue:
+            out["waiting_since"] = iso_ms(z + _time(queue[0]))
+        return out
+
     # --- timers --------------------------------------------------------------------------
     def _need(self, slot: dict[str, Any]) -> int:
         """When the watermark must next look at this user, the earliest of: fold the waiting

@@ -429,6 +429,15 @@ class UsagePartition(PartitionCapability):
     def on_watermark(self, watermark_ms: int) -> None:
         self.publisher.advance(watermark_ms)
 
+    def describe(self, key: bytes, state: "UserState") -> dict[str, Any]:
+        """The user's core actions, features and visits in the windows ending on the current day."""
+        if not state.ext.get(SLOT):
+            return {}
+        day = self.current_day()
+        if day is None or day < self.clock.day(state.max_ts):
+            day = self.clock.day(state.max_ts)
+        return {"as_of_day": self.clock.label(day), **user_usage(state, day, self.classifier)}
+
     def figures(self) -> dict[str, Any]:
         day = self.current_day()
         if day is None:

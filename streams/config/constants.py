@@ -55,6 +55,15 @@ COMMIT_EVERY_MESSAGES = 1 << 40
 #: Keys whose output partition is remembered, per output topic (hot users and accounts).
 OUTPUT_KEY_CACHE = 100_000
 
+#: The longest a worker fires due timers for in one synchronous step (a day's close is sliced into
+#: such steps, the event loop runs in between; ``streams.runtime.loop``).
+LOOP_SLICE_S = 0.02
+#: Dirty records written per step of a sliced pre-commit flush (about 10-20 ms of encoding).
+FLUSH_SLICE_RECORDS = 2000
+#: How often the worker's loop probe asks to wake, and the buckets (seconds) of how late it woke.
+LOOP_PROBE_S = 0.005
+LOOP_BLOCK_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
 #: Capabilities hear of watermark progress in steps of at least this much event time.
 WATERMARK_NOTIFY_STEP_MS = 60_000
 #: A partition tells the others where its source watermark is (a marker on the re-key topic) when
@@ -83,4 +92,4 @@ ROCKSDB_TARGET_FILE_MB = 16
 SIGNAL_TYPES = ("lifecycle", "churn_risk", "engagement_score", "account_health")
 SIGNAL_SCHEMA_FILE = "signal.schema.json"
 
-__all__ = ['ENV_PREFIX', 'REPO_ROOT', 'SCHEMAS_DIR', 'EVENT_SCHEMA_FILE', 'ACTIVITY_TYPES', 'EVENT_TYPES', 'METRIC_PREFIX', 'OUTCOMES', 'DEAD_LETTER_REASONS', 'OUTPUT_ROLES', 'COMMIT_BUCKETS_S', 'MS_PER_SECOND', 'MS_PER_MINUTE', 'MS_PER_HOUR', 'MS_PER_DAY', 'PRODUCER_LINGER_MS', 'PRODUCER_MAX_BATCH_BYTES', 'OUTPUT_LINGER_MS', 'INGEST_BATCH_EVENTS', 'INGEST_BATCH_WAIT_S', 'GC_THRESHOLDS', 'COMMIT_EVERY_MESSAGES', 'OUTPUT_KEY_CACHE', 'WATERMARK_NOTIFY_STEP_MS', 'MARKER_STEP_MS', 'EVIDENCE_USERS', 'EVIDENCE_SHARE', 'SOURCE_SNAPSHOTS', 'RESERVED_KEY_PREFIX', 'ROCKSDB_WRITE_BUFFERS', 'ROCKSDB_TARGET_FILE_MB', 'SIGNAL_TYPES', 'SIGNAL_SCHEMA_FILE']
+__all__ = ['ENV_PREFIX', 'REPO_ROOT', 'SCHEMAS_DIR', 'EVENT_SCHEMA_FILE', 'ACTIVITY_TYPES', 'EVENT_TYPES', 'METRIC_PREFIX', 'OUTCOMES', 'DEAD_LETTER_REASONS', 'OUTPUT_ROLES', 'COMMIT_BUCKETS_S', 'MS_PER_SECOND', 'MS_PER_MINUTE', 'MS_PER_HOUR', 'MS_PER_DAY', 'PRODUCER_LINGER_MS', 'PRODUCER_MAX_BATCH_BYTES', 'OUTPUT_LINGER_MS', 'INGEST_BATCH_EVENTS', 'INGEST_BATCH_WAIT_S', 'GC_THRESHOLDS', 'COMMIT_EVERY_MESSAGES', 'OUTPUT_KEY_CACHE', 'LOOP_SLICE_S', 'FLUSH_SLICE_RECORDS', 'LOOP_PROBE_S', 'LOOP_BLOCK_BUCKETS_S', 'WATERMARK_NOTIFY_STEP_MS', 'MARKER_STEP_MS', 'EVIDENCE_USERS', 'EVIDENCE_SHARE', 'SOURCE_SNAPSHOTS', 'RESERVED_KEY_PREFIX', 'ROCKSDB_WRITE_BUFFERS', 'ROCKSDB_TARGET_FILE_MB', 'SIGNAL_TYPES', 'SIGNAL_SCHEMA_FILE']

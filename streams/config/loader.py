@@ -88,7 +88,7 @@ def check_settings(settings: Settings) -> Settings:
     """Reject values the pipeline cannot run with, naming the setting."""
     positive = ("partitions", "replication_factor", "max_event_bytes", "dead_letter_payload_bytes",
                 "commit_interval_s", "tick_interval_s", "state_cache_users", "max_partition_skew_s", "max_ahead_s",
-                "rekey_cache_users", "rocksdb_block_cache_mb", "rocksdb_write_buffer_mb")
+                "rekey_cache_users", "rocksdb_block_cache_mb", "rocksdb_write_buffer_mb", "connect_timeout_s")
     for name in positive:
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name}: must be greater than 0, got {getattr(settings, name)!r}")

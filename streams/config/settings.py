@@ -29,6 +29,8 @@ class Settings:
     sasl_username: str = ""
     sasl_password: str = ""
     ssl_cafile: str = ""
+    connect_timeout_s: float = 5.0
+    """Commands give up on an unreachable broker after this long, with one line naming the cause."""
 
     # --- application ------------------------------------------------------------------
     app_id: str = "engagement"

@@ -44,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import logging
+import time
 from typing import Any, Callable, Iterable
 
 from streams.config import MARKER_STEP_MS, RESERVED_KEY_PREFIX, SOURCE_SNAPSHOTS, WATERMARK_NOTIFY_STEP_MS, Settings
@@ -90,9 +91,12 @@ class PartitionProcessor:
 
     def __init__(self, partition: int, settings: Settings, store: UserStore, sink: Sink,
                  capabilities: Iterable[Capability], decoder: Decoder, home: HomePartitions,
-                 count: Callable[[str, str | None], None], fresh: FreshInput = _no_fresh) -> None:
+                 count: Callable[[str, str | None], None], fresh: FreshInput = _no_fresh,
+                 slice_s: float | None = None) -> None:
         capabilities = list(capabilities)
         self.partition = partition
+        self.slice_s = slice_s
+        """Longest time one call fires timers for (None: no limit; see :meth:`_advance`)."""
         self.settings = settings
         self.store = store
         self.sink = sink
@@ -134,6 +138,11 @@ class PartitionProcessor:
         self._pick_snapshot = False
         self._dropped_snapshots = False
         self._saved: dict[str, Any] | None = None
+        self._target = NO_TIME
+        """Where the watermark is going (it gets there once the backlog is done)."""
+        self._force_notify = False
+        self.backlog = False
+        """Due timers or parked events not taken yet (sliced work for :meth:`work`)."""
 
     # --- recovery -------------------------------------------------------------------------
     def restore(self, wall_ms: float) -> int:
@@ -183,10 +192,12 @@ class PartitionProcessor:
         self.snapshots = kept or [chosen]
         self.source.restore(chosen)
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, committed: list[Any] | None = None) -> None:
         """Record the event-time state with the users' records (written after them, so whenever
-        it is recovered, so are they); called at every flush, i.e. before every offset commit."""
-        snap = self.source.snapshot()
+        it is recovered, so are they); called at every flush, i.e. before every offset commit.
+        ``committed``: the source clock at the offset the commit stops at, when messages after it
+        were handled but are not acknowledged yet (default: as it is now)."""
+        snap = committed if committed is not None else self.source.snapshot()
         snapshots = [s for s in self.snapshots if s[0] != snap[0]] + [snap]
         self._dropped_snapshots = self._dropped_snapshots or len(snapshots) > SOURCE_SNAPSHOTS
         self.snapshots = snapshots[-SOURCE_SNAPSHOTS:]
@@ -206,6 +217,8 @@ class PartitionProcessor:
     def process(self, key: bytes | None, raw: bytes | None, offset: int, received_ms: int,
                 wall_ms: float) -> str:
         """Judge one message of the events topic; returns its outcome (``closed`` for a close record)."""
+        if self.backlog:  # every timer due before this message fires first (the runtime drains it)
+            self.work()
         source = self.source
         if self._pick_snapshot:
             self._resume_at(offset)
@@ -263,6 +276,8 @@ class PartitionProcessor:
     # --- the re-key topic -----------------------------------------------------------------
     def process_rekeyed(self, key: bytes | None, value: bytes | None, offset: int) -> str | None:
         """Take one record of the re-key topic: a forwarded event's outcome, None for a marker."""
+        if self.backlog:
+            self.work()
         record = rekey.parse(value or b"")
         if record is None:
             return None
@@ -389,20 +404,37 @@ class PartitionProcessor:
             elif lowest is None or value < lowest:
                 lowest = value
         combined = lowest if lowest is not None else quiet
-        if combined is not None and combined > self.watermark.value:
+        if combined is not None and combined > max(self.watermark.value, self._target):
             self._advance(combined)
 
     def _advance(self, target: int, force: bool = False) -> None:
-        """Move the watermark to ``target`` in steps: at each step (a parked event coming within
-        reach, a timer falling due, the target), apply the parked events within reach, then fire
-        the due timers; then tell every capability where the watermark is.
+        """Move the watermark to ``target``: in steps, each at the next of a parked event coming
+        within reach, a timer falling due, the target; at each step the parked events within reach
+        are applied, then the due timers fire, in due order. Then every capability hears where
+        the watermark is.
 
-        Timers fire exactly. ``on_watermark`` runs when the watermark has moved at least
-        ``WATERMARK_NOTIFY_STEP_MS`` since the last call: in a busy partition the watermark moves
-        by milliseconds with nearly every event, and capabilities only act on coarse boundaries
-        (a day's end, a snapshot interval).
+        With a time slice (``slice_s``) the processor does what fits in it and keeps the rest as
+        :attr:`backlog` for :meth:`work`, which the runtime calls on the next turns of the event
+        loop (a day's close can hold a timer for each of a million users); all of it is done before
+        the next message is taken, sliced or not. ``on_watermark`` runs once the target is
+        reached, when the watermark has moved at least ``WATERMARK_NOTIFY_STEP_MS`` since the last
+        call: in a busy partition the watermark moves by milliseconds with nearly every event, and
+        capabilities only act on coarse boundaries (a day's end, a snapshot interval). The step
+        depends on event time only, so replays see the same calls.
         """
-        parked, timers, watermark = self.parked, self.timers, self.watermark
+        self._target = max(self._target, target)
+        self._force_notify = self._force_notify or force
+        self.backlog = True
+        self.work(None if force or self.slice_s is None else time.perf_counter() + self.slice_s)
+
+    def work(self, deadline: float | None = None) -> bool:
+        """Continue towards the target until ``deadline`` (``time.perf_counter()``; None: all the
+        way), then notify the capabilities; True while a backlog remains."""
+        if not self.backlog:
+            return False
+        parked, timers, watermark, target = self.parked, self.timers, self.watermark, self._target
+        get, caps, partition = self.store.get, self.capabilities, self.partition
+        fired = 0
         while True:
             step = target
             if parked and parked[0][0] < step:
@@ -413,17 +445,27 @@ class PartitionProcessor:
             watermark.value = step
             while parked and parked[0][0] <= step:
                 self._unpark(heapq.heappop(parked)[1])
-            for due_ms, key, owner, tag in timers.due(step):
-                state = self.store.get(self.partition, key)
+            while True:
+                timer = timers.pop(step)
+                if timer is None:
+                    break
+                due_ms, key, owner, tag = timer
+                state = get(partition, key)
                 if state is not None:
-                    self.capabilities[owner].on_timer(key, state, tag, due_ms)
+                    caps[owner].on_timer(key, state, tag, due_ms)
+                fired += 1
+                if deadline is not None and not fired & 15 and time.perf_counter() >= deadline:
+                    return True
             if step >= target:
                 break
-        if not force and target - self._notified < WATERMARK_NOTIFY_STEP_MS:
-            return
+        self.backlog = False
+        if not self._force_notify and target - self._notified < WATERMARK_NOTIFY_STEP_MS:
+            return False
+        self._force_notify = False
         self._notified = target
         for cap in self.capabilities:
             cap.on_watermark(target)
+        return False
 
     def figures(self) -> dict[str, Any]:
         """Partition figures: the core counts plus every capability's, all additive."""

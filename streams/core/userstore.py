@@ -14,12 +14,11 @@ A bounded cache keeps recently used records decoded.
 from __future__ import annotations
 
 from collections import OrderedDict
+from itertools import islice
 from typing import Any, Callable, Iterator
 
 from streams.config import RESERVED_KEY_PREFIX
 from streams.core.state import UserState
-
-
 
 
 class _PartitionKeys:
@@ -68,18 +67,16 @@ class UserStore:
         self._send = send_changelog or table.send_changelog
         self._cache: OrderedDict[bytes, UserState] = OrderedDict()
         self._dirty: dict[int, dict[bytes, UserState]] = {}
+        self._reserved: dict[int, set[bytes]] = {}
+        """Dirty reserved records per partition (written before the user records of a flush)."""
         self._last: set[bytes] = set()
+        """Records written after every other record of their partition (see :meth:`write_last`)."""
         self.writes = 0
 
     def write_last(self, key: bytes) -> None:
-        """Write ``key`` after every other record of its flush (a record that vouches for them)."""
+        """Write ``key`` after every other dirty record of its partition (a record that vouches for
+        them: the partition's event-time record; whenever it is recovered, so are they)."""
         self._last.add(key)
-
-    def _rank(self, item: tuple[bytes, Any]) -> int:
-        key = item[0]
-        if key in self._last:
-            return 2
-        return 0 if key.startswith(RESERVED_KEY_PREFIX) else 1
 
     def get(self, partition: int, key: bytes) -> UserState | None:
         """The user's record, or None for a user this partition has never applied an event for."""
@@ -111,6 +108,8 @@ class UserStore:
         if dirty is None:
             dirty = self._dirty[partition] = {}
         dirty[key] = state
+        if key[:1] == RESERVED_KEY_PREFIX and key not in self._last:
+            self._reserved.setdefault(partition, set()).add(key)
 
     def dirty_count(self) -> int:
         return sum(len(d) for d in self._dirty.values())
@@ -125,21 +124,56 @@ class UserStore:
         written = 0
         for p in parts:
             dirty = self._dirty.pop(p, None)
-            if not dirty:
-                continue
-            # Reserved records (partition tables such as segment label codes) go first: user
-            # records refer to them, and a flush cut short by a crash must never leave a user
-            # pointing at a code its recovered table lacks. Records registered with
-            # ``write_last`` (the partition's event-time record) go after the users: whenever one
-            # is recovered, so are the users of its flush. One changelog partition keeps order.
-            for key, state in sorted(dirty.items(), key=self._rank):
-                blob = state.encode()
-                self.keys.put(p, key, blob)
-                self._send(p, key, blob)
-                self._remember(key, state)
-            written += len(dirty)
+            if dirty:
+                written += self._write(p, dirty, len(dirty))
         self.writes += written
         return written
+
+    def flush_some(self, limit: int) -> int:
+        """Write up to ``limit`` dirty records (fewer when fewer are dirty); the rest stay dirty
+        for the next call or :meth:`flush`. The worker flushes in such slices before a commit,
+        yielding to the event loop between them, so the commit after a day's close (a record for
+        each user judged) never blocks the loop for the whole flush."""
+        written = 0
+        for p in list(self._dirty):
+            dirty = self._dirty[p]
+            written += self._write(p, dirty, limit - written)
+            if not dirty:
+                del self._dirty[p]
+            if written >= limit:
+                break
+        self.writes += written
+        return written
+
+    def _write(self, partition: int, dirty: dict[bytes, UserState], limit: int) -> int:
+        """Encode and write up to ``limit`` records of ``dirty`` (removing them from it).
+
+        Reserved records (partition tables such as segment label codes) go first, whatever the
+        limit: user records refer to them, and a flush cut short by a crash must never leave a
+        user pointing at a code its recovered table lacks. Records registered with
+        :meth:`write_last` go last, once nothing else of the partition is dirty. One changelog
+        partition keeps order.
+        """
+        keys, send, remember = self.keys, self._send, self._remember
+        written = 0
+        for key in sorted(k for k in self._reserved.pop(partition, ()) if k in dirty):
+            state = dirty.pop(key)
+            blob = state.encode()
+            keys.put(partition, key, blob)
+            send(partition, key, blob)
+            remember(key, state)
+            written += 1
+        last = self._last
+        batch = list(islice((item for item in dirty.items() if item[0] not in last), max(0, limit - written)))
+        if len(batch) + len(self._last & dirty.keys()) == len(dirty):  # nothing else left: the vouching records too
+            batch += [(key, dirty[key]) for key in sorted(last & dirty.keys())]
+        for key, state in batch:  # oldest first
+            del dirty[key]
+            blob = state.encode()
+            keys.put(partition, key, blob)
+            send(partition, key, blob)
+            remember(key, state)
+        return written + len(batch)
 
     def items(self, partition: int) -> Iterator[tuple[bytes, UserState]]:
         """Every user record of a partition (decoded), used to rebuild partition figures after recovery."""
@@ -151,4 +185,5 @@ class UserStore:
     def drop_partition(self, partition: int) -> None:
         """Forget cached records of a partition handed to another worker (after its final flush)."""
         self._dirty.pop(partition, None)
+        self._reserved.pop(partition, None)
         self._cache.clear()

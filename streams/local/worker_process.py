@@ -22,8 +22,10 @@ class WorkerProcess:
     """``python -m streams worker`` with the given settings, on its own /metrics port."""
 
     def __init__(self, settings: Settings, log_path: str | os.PathLike[str] | None = None,
-                 loglevel: str = "warning", extra_args: tuple[str, ...] = ()) -> None:
-        self.settings = settings.with_overrides(web_port=free_port()) if settings.web_port == 6066 else settings
+                 loglevel: str = "warning", extra_args: tuple[str, ...] = (), keep_port: bool = False) -> None:
+        # Several workers on one machine: the default port is swapped for a free one unless kept.
+        moved = settings.web_port == 6066 and not keep_port
+        self.settings = settings.with_overrides(web_port=free_port()) if moved else settings
         self.log_path = log_path
         self.loglevel = loglevel
         self.extra_args = extra_args

@@ -1,4 +1,4 @@
-"""The Faust application: one agent on the events and re-key topics, one state table, one timer.
+"""The Faust application: agents on the events and re-key topics, one state table, one timer.
 
 Data flow (module by module): ``contract`` (decode, validate) -> ``routing`` (home partition)
 -> ``processor`` (de-duplicate, watermark, apply) -> capabilities (``activity``, ``sessions``,
@@ -22,6 +22,7 @@ from streams.config import (
     COMMIT_EVERY_MESSAGES,
     INGEST_BATCH_EVENTS,
     INGEST_BATCH_WAIT_S,
+    LOOP_SLICE_S,
     PRODUCER_LINGER_MS,
     PRODUCER_MAX_BATCH_BYTES,
     Settings,
@@ -30,10 +31,12 @@ from streams.core.capability import Capability
 from streams.core.userstore import UserStore
 from streams.runtime import tansu
 from streams.runtime.agents import install_agents, when_revoked
+from streams.runtime.loop import LoopWatch, drain, flush_sliced
 from streams.runtime.metrics import build_registry
 from streams.runtime.monitor import WorkerCollector, WorkerMonitor
 from streams.runtime.outputs import OutputBuffer
 from streams.runtime.partitions import Runtime
+from streams.runtime.web import install_user_page
 
 log = logging.getLogger(__name__)
 STATE_TABLE = "users"
@@ -45,11 +48,22 @@ class EngagementApp(faust.App):
 
     engagement_settings: Settings
     engagement_outputs: OutputBuffer
+    engagement_runtime: Runtime
 
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()
         if self.engagement_settings.local:
             tansu.install(consumer, self.engagement_settings.kafka_client_options())
+        commit = consumer.force_commit  # type: ignore[attr-defined]
+
+        async def force_commit(*args: Any, **kwargs: Any) -> Any:
+            # Most dirty records are written in slices first (the event loop runs in between);
+            # the synchronous flush in the monitor's commit hook then writes only the rest, just
+            # before the offsets are picked, so the changelog still covers every committed event.
+            await flush_sliced(self.engagement_runtime)
+            return await commit(*args, **kwargs)
+
+        consumer.force_commit = force_commit  # type: ignore[attr-defined]
         return consumer
 
     def _new_producer(self) -> Any:
@@ -160,12 +174,15 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
     table = app.Table(STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes,
                       options=settings.rocksdb_options() if settings.store.startswith("rocksdb") else None)
     runtime = Runtime(settings, UserStore(table, settings.state_cache_users, changelog_sender(table, outputs, settings)),
-                      outputs, capabilities)
+                      outputs, capabilities, slice_s=LOOP_SLICE_S)
+    app.engagement_runtime = runtime
     # The runtime flushes dirty records when Faust starts a commit (see WorkerMonitor).
     monitor = WorkerMonitor(before_commit=runtime.flush)
     app.monitor = monitor
     registry = build_registry(runtime)
     registry.register(WorkerCollector(app, settings, monitor, outputs.sent))
+    watch = app.engagement_loop = LoopWatch()  # type: ignore[attr-defined]
+    registry.register(watch)
 
     @app.agent(events, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
@@ -173,16 +190,27 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
         # CPU caches, which interleaving it with Faust's machinery event by event is not (it
         # ran half as fast). Faust acks a batch's events after the loop body: the commit, and the
         # state flush before it, never claim an event that was not handled.
+        # Timers an event makes due (a day's close) are fired in slices before the next event is
+        # handled (``streams.runtime.loop.drain``): same order as all at once, but the loop runs.
+        # A commit can fall into such a pause: the runtime then records each partition's event
+        # time as of the batch's first message, the offset that commit stops at (see
+        # Runtime.begin_batch).
         offer, end_batch = runtime.offer, runtime.end_batch
         # (Stream has take_events, StreamT does not declare it)
         batches = stream.take_events(INGEST_BATCH_EVENTS, within=INGEST_BATCH_WAIT_S)  # type: ignore[attr-defined]
         async for batch in batches:
+            runtime.begin_batch()
             for event in batch:
+                if runtime.busy:
+                    await drain(runtime)
                 message = event.message
                 if not offer(message.partition, message.key, message.value, message.offset,
                              int(message.timestamp * 1000), message):
                     message.incref()  # held: Faust's ack of the batch must not commit it
             after_batch(*end_batch())
+            if runtime.busy:
+                await drain(runtime)
+            runtime.batch_done()  # the batch is acknowledged next, with no pause in between
 
     @app.agent(rekeyed, name="rekey")
     async def rekey(stream: faust.StreamT) -> None:
@@ -190,9 +218,13 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
         batches = stream.take_events(INGEST_BATCH_EVENTS, within=INGEST_BATCH_WAIT_S)  # type: ignore[attr-defined]
         async for batch in batches:
             for event in batch:
+                if runtime.busy:
+                    await drain(runtime)
                 message = event.message
                 take(message.partition, message.key, message.value, message.offset)
             after_batch(*end_batch())
+            if runtime.busy:
+                await drain(runtime)
 
     def after_batch(pause: set[int], resume: set[int], released: list[Any]) -> None:
         """Acknowledge the held messages now handled; stop or restart fetching partitions."""
@@ -220,6 +252,12 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
             return
         assigned = [tp.partition for tp in app.consumer.assignment() if tp.topic == settings.events_topic]
         after_batch(*runtime.tick(assigned))
+        if runtime.busy:
+            await drain(runtime)
+
+    @app.task
+    async def probe_loop() -> None:
+        await watch.run()
 
     when_revoked(app, settings.events_topic, runtime.revoke)
 
@@ -234,7 +272,6 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
                          "outcomes": dict(runtime.outcomes), "ahead": runtime.ahead, "closed": runtime.closed,
                          "dead_letter_reasons": dict(runtime.dead_letter_reasons)})
 
+    install_user_page(app, table, runtime)
     install_agents(app, settings, capabilities)
-    app.engagement_runtime = runtime  # type: ignore[attr-defined]
     return app, runtime
-

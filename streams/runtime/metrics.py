@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any, Iterator
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -76,8 +76,11 @@ class RuntimeCollector(Collector):
 
 
 def build_registry(runtime: Runtime) -> CollectorRegistry:
+    """The worker's registry: the pipeline's families, and the process's own CPU time, resident
+    memory, open files and start time (``process_*``, read from /proc at scrape time)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RuntimeCollector(runtime))
+    ProcessCollector(registry=registry)
     return registry
 
 

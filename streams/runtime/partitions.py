@@ -37,8 +37,11 @@ class Runtime:
     """Routes messages to partition processors and keeps the worker's counters."""
 
     def __init__(self, settings: Settings, store: UserStore, sink: Sink,
-                 capabilities: Sequence[Capability] = ()) -> None:
+                 capabilities: Sequence[Capability] = (), slice_s: float | None = None) -> None:
         self.settings = settings
+        self.slice_s = slice_s
+        """Longest synchronous step of timer work (None: none is sliced; the worker slices, see
+        :meth:`work`; tests and in-process tools run each step to its end)."""
         self.store = store
         self.sink = sink
         self.capabilities = list(capabilities)
@@ -58,6 +61,11 @@ class Runtime:
         self._last_flush = time.monotonic()
         self._limit = NO_LIMIT
         """``limit()`` as of the last batch (looked up per message)."""
+        self._batch: dict[int, list[Any]] = {}
+        """Per partition handled in the open batch: its source clock before the batch's first message."""
+        self.busy = False
+        """Some partition has due timers not fired yet (see :meth:`work`): the worker finishes
+        them before it hands on the next event (handling one would finish them in one step)."""
 
     def _count(self, kind: str, value: str | None) -> None:
         if kind == "dead_letter_reason" and value is not None:
@@ -70,7 +78,7 @@ class Runtime:
         proc = self.processors.get(partition)
         if proc is None:
             proc = PartitionProcessor(partition, self.settings, self.store, self.sink, self.capabilities,
-                                      self.decoder, self.home, self._count, self.fresh_input)
+                                      self.decoder, self.home, self._count, self.fresh_input, self.slice_s)
             self.processors[partition] = proc
             proc.restore(time.time() * 1000)
         return proc
@@ -99,6 +107,8 @@ class Runtime:
             self.closed += 1
         else:
             self.outcomes[outcome] += 1
+        if proc.backlog:
+            self.busy = True
         return outcome
 
     def offer(self, partition: int, key: bytes | None, value: bytes | None, offset: int, received_ms: int,
@@ -109,6 +119,8 @@ class Runtime:
         if held is None:
             proc = self.processors.get(partition) or self.processor(partition)
             if proc.source.value <= self._limit:
+                if partition not in self._batch:
+                    self._batch[partition] = proc.source.snapshot()
                 self.handle(partition, key, value, offset, received_ms)
                 return True
             held = self.held[partition] = deque()
@@ -121,7 +133,29 @@ class Runtime:
         outcome = proc.process_rekeyed(key, value, offset)
         if outcome is not None:
             self.outcomes[outcome] += 1
+        if proc.backlog:
+            self.busy = True
         return outcome
+
+    def work(self, slice_s: float | None = None) -> bool:
+        """Fire pending due timers for at most ``slice_s`` (default: the runtime's slice; None
+        and no slice: all); True while work remains. The worker calls it between turns of the
+        event loop until it returns False, so a day's close never blocks the loop for long."""
+        budget = self.slice_s if slice_s is None else slice_s
+        deadline = None if budget is None else time.perf_counter() + budget
+        for proc in list(self.processors.values()):
+            if proc.backlog and proc.work(deadline):
+                return True
+        self.busy = False
+        return False
+
+    def begin_batch(self) -> None:
+        """A batch of the events topic starts: its messages are acknowledged together at its end."""
+        self._batch.clear()
+
+    def batch_done(self) -> None:
+        """The batch is about to be acknowledged (no commit can fall in between)."""
+        self._batch.clear()
 
     # --- alignment -------------------------------------------------------------------------
     def limit(self) -> int:
@@ -147,6 +181,8 @@ class Runtime:
             proc.send_marker()
         for proc in list(self.processors.values()):
             proc.refresh()
+            if proc.backlog:
+                self.busy = True
         released = self.release()
         return (*self.align(), released)
 
@@ -190,9 +226,15 @@ class Runtime:
         """Queue every dirty user record for the store and changelog (before offsets are committed)."""
         self.flushes += 1
         self._last_flush = time.monotonic()
-        for proc in self.processors.values():
-            proc.checkpoint()
+        for partition, proc in self.processors.items():
+            # Mid-batch (a commit while timers are drained), the batch's messages are handled but
+            # not acknowledged: the commit stops before them, and so does the clock it records.
+            proc.checkpoint(self._batch.get(partition))
         return self.store.flush()
+
+    def flush_some(self, limit: int) -> int:
+        """Write up to ``limit`` dirty records (a slice of a flush; see ``UserStore.flush_some``)."""
+        return self.store.flush_some(limit)
 
     def tick(self, assigned: Iterable[int] = ()) -> tuple[set[int], set[int], list[Any]]:
         """Sweep quiet partitions; create processors for assigned partitions that had no message
@@ -202,6 +244,8 @@ class Runtime:
         now = time.time() * 1000
         for proc in list(self.processors.values()):
             proc.tick(now)
+            if proc.backlog:
+                self.busy = True
         result = self.end_batch()
         # Sweeps change records without any offset to commit; persist them on the same cadence.
         if time.monotonic() - self._last_flush >= self.settings.commit_interval_s and self.store.dirty_count():

@@ -9,11 +9,13 @@ import faust
 
 from streams.config import GC_THRESHOLDS, Settings
 from streams.runtime.app import build_app
+from streams.runtime.connect import ensure_broker
 from streams.runtime.topics import ensure_topics
 
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
-    """Create the topics if needed, then run the worker until SIGINT / SIGTERM."""
+    """Check the broker answers, create the topics if needed, then run the worker until SIGINT / SIGTERM."""
+    ensure_broker(settings)
     asyncio.run(ensure_topics(settings))
     app, _runtime = build_app(settings)
     faust_worker(app, loglevel).execute_from_commandline()

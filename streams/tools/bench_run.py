@@ -21,6 +21,7 @@ import orjson
 
 from streams.config import Settings
 from streams.runtime.app import build_app, faust_options
+from streams.runtime.loop import LoopWatch
 from streams.runtime.worker import faust_worker
 
 MODES = ("bare", "pipeline")
@@ -39,6 +40,8 @@ class _Stopwatch:
         """Seconds spent in the pipeline's own per-event code (``Runtime.handle``)."""
         self.sent: list[Any] = []
         """Counts of records produced per topic (the pipeline's outputs, changelogs included)."""
+        self.loop = LoopWatch()
+        """The event loop's blocks while the events were handled (the pipeline's own probe)."""
 
     def tick(self, n: int = 1) -> None:
         if self.count == 0:
@@ -54,7 +57,8 @@ class _Stopwatch:
             fh.write(orjson.dumps({"mode": self.mode, "events": self.count, "seconds": elapsed,
                                    "events_per_s": self.count / elapsed if elapsed else 0.0,
                                    "peak_rss_mb": peak_kb / 1024, "sent": dict(sum(map(Counter, self.sent), Counter())),
-                                   "handle_us": self.handling / self.count * 1e6 if self.count else 0.0}))
+                                   "handle_us": self.handling / self.count * 1e6 if self.count else 0.0,
+                                   "loop_block_ms": self.loop.longest_s * 1000}))
         self.expected = 1 << 62
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -75,6 +79,10 @@ def _bare_app(settings: Settings, watch: _Stopwatch) -> faust.App:
             counts[kind] = counts.get(kind, 0) + 1
             watch.tick()
 
+    @app.task
+    async def probe_loop() -> None:
+        await watch.loop.run()
+
     return app
 
 
@@ -94,6 +102,7 @@ def _pipeline_app(settings: Settings, watch: _Stopwatch) -> faust.App:
 
     runtime.handle = counted  # type: ignore[method-assign,assignment]
     watch.sent = [app.monitor.messages_sent_by_topic, app.engagement_outputs.sent]
+    watch.loop = app.engagement_loop  # type: ignore[attr-defined]
     return app
 
 

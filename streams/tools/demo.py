@@ -20,6 +20,7 @@ from rich.console import Console
 
 from streams.config import MS_PER_DAY, Settings
 from streams.local.broker import broker_for
+from streams.local.signals import stop_on_signals
 from streams.local.worker_process import WorkerProcess
 from streams.runtime.topics import ensure_topics
 from streams.sim.faults import with_malformed
@@ -69,7 +70,7 @@ async def _run(settings: Settings, worker: WorkerProcess, config: SimulationConf
                 chunk_end = min(history_end, chunk_end + MS_PER_DAY // 4)
                 await publish(feed.until(chunk_end), chunk_end)
             clock = SimClock(history_end, speed)
-            view.phase = f"live at {speed:g}x"
+            view.phase, view.speed = f"live at {speed:g}x", speed
             while deadline is None or time.monotonic() < deadline:
                 now = clock.now_ms()
                 await publish(feed.until(now), now)
@@ -86,7 +87,8 @@ def run_demo(settings: Settings, config_file: str | None, duration: float | None
              history_days: int, speed: float, seed: int, live: bool) -> None:
     """Run everything, show it, and clean up every process started, also on Ctrl-C."""
     sim, history_end = _timeline(history_days, users, seed)
-    with broker_for(settings) as (running, broker), tempfile.TemporaryDirectory(prefix="demo-") as tmp:
+    with stop_on_signals(), broker_for(settings) as (running, broker), \
+            tempfile.TemporaryDirectory(prefix="demo-") as tmp:
         asyncio.run(ensure_topics(running))
         log = Path(tmp) / "worker.log"
         worker = WorkerProcess(running, log_path=log, loglevel="info")
@@ -95,6 +97,7 @@ def run_demo(settings: Settings, config_file: str | None, duration: float | None
             worker.wait_ready(timeout=90)
             pids = f"broker pid {broker.pid if broker else '-'}, worker pid {worker.proc.pid if worker.proc else '-'}"
             console.print(f"worker metrics: [bold]{worker.url}/metrics[/]  figures: {worker.url}/figures  "
+                          f"one user: {worker.url}/users/<user_id>  "
                           f"({pids}; log {log})", soft_wrap=True)
             view = DemoView(running, users, live=live)
             try:

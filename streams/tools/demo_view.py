@@ -17,6 +17,11 @@ from streams.local.worker_process import WorkerProcess
 
 SIGNALS_SHOWN = 10
 REFRESH_S = 1.0
+#: Without a terminal, one plain line this often.
+PLAIN_EVERY_S = 5.0
+#: The live phase says "catching up" while the watermark is more than this many real seconds of
+#: simulated time behind the simulated now.
+CATCHING_UP_S = 30
 
 
 def _when(ms: int | None) -> str:
@@ -49,18 +54,52 @@ def summed_figures(doc: dict[str, Any]) -> dict[str, float]:
     return total
 
 
+def consumed(doc: dict[str, Any]) -> int:
+    """Messages the worker consumed: every outcome once (a re-keyed message is counted again, as
+    applied or else, in its home partition)."""
+    outcomes = doc.get("outcomes", {})
+    return sum(outcomes.values()) - outcomes.get("rekeyed", 0)
+
+
+def duration(ms: float) -> str:
+    """A span people read at a glance: 45s, 12m, 3.5h, 2.1d."""
+    seconds = max(0.0, ms / 1000)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def change(signal: dict[str, Any]) -> str:
+    """What a signal says changed: a band or state (from -> to), or a score across a threshold."""
+    if "to" in signal or "from" in signal:
+        return f"{signal.get('from') or 'none'} -> {signal.get('to')}"
+    if "score" in signal:
+        crossed = f" ({signal['direction']} through {signal['threshold']:g})" if "threshold" in signal else ""
+        return f"{signal.get('previous_score', '?')} -> {signal['score']}{crossed}"
+    if "band" in signal:
+        return str(signal["band"])
+    return "-"
+
+
 class DemoView:
-    """A rich Live display (or periodic plain summaries with ``live=False``)."""
+    """A rich Live display in a terminal; a plain line every ``PLAIN_EVERY_S`` otherwise (a pipe,
+    a log file, ``--no-live``), so ``streams demo | tee log`` shows progress as it happens."""
 
     def __init__(self, settings: Settings, users: int, live: bool = True) -> None:
         self.settings = settings
         self.users = users
         self.phase = "starting"
+        self.speed: float | None = None
         self.signals: deque[dict[str, Any]] = deque(maxlen=SIGNALS_SHOWN)
         self.signal_count = 0
         self.console = Console()
-        self.live = Live(console=self.console, refresh_per_second=4, transient=False) if live else None
+        self.live = Live(console=self.console, refresh_per_second=4, transient=False) \
+            if live and self.console.is_terminal else None
+        self.sent = 0
+        self.sim_now_ms = 0
         self._last = 0.0
+        self._every = REFRESH_S if self.live else PLAIN_EVERY_S
         self._started = time.monotonic()
 
     def __enter__(self) -> "DemoView":
@@ -77,29 +116,55 @@ class DemoView:
         self.signal_count += 1
 
     def update(self, worker: WorkerProcess, sim_now_ms: int, sent: int) -> None:
+        self.sent, self.sim_now_ms = sent, sim_now_ms
         now = time.monotonic()
-        if now - self._last < REFRESH_S:
+        if now - self._last < self._every:
             return
         self._last = now
         try:
             doc = worker.figures()
         except OSError:
             return
-        renderable = self.render(doc, sim_now_ms, sent)
         if self.live:
-            self.live.update(renderable)
+            self.live.update(self.render(doc))
         else:
-            self.console.print(renderable)
+            self.console.print(self.line(doc), highlight=False, soft_wrap=True)
 
-    def render(self, doc: dict[str, Any], sim_now_ms: int, sent: int) -> Group:
-        outcomes = doc.get("outcomes", {})
-        consumed = sum(outcomes.values())
+    def lags(self, doc: dict[str, Any]) -> tuple[int, int | None, int | None]:
+        """(messages sent but not consumed yet, the slowest partition's watermark, how far it is
+        behind the simulated now in ms)."""
         watermarks = [p.get("watermark_ms", -1) for p in doc.get("partitions", {}).values()]
+        low = min((w for w in watermarks if w and w > 0), default=None)
+        behind = None if low is None or not self.sim_now_ms else max(0, self.sim_now_ms - low)
+        return max(0, self.sent - consumed(doc)), low, behind
+
+    def status(self, doc: dict[str, Any]) -> str:
+        """The phase, and whether the pipeline keeps up with it."""
+        _, _, behind = self.lags(doc)
+        if self.speed and behind is not None and behind > self.speed * 1000 * CATCHING_UP_S:
+            return f"{self.phase} (the pipeline is catching up: {duration(behind)} of event time behind)"
+        return self.phase
+
+    def line(self, doc: dict[str, Any]) -> str:
+        """One plain line: progress without a terminal."""
+        lag, low, behind = self.lags(doc)
+        outcomes = doc.get("outcomes", {})
+        return (f"[{time.monotonic() - self._started:,.0f}s] {self.status(doc)}: sent {self.sent:,}, "
+                f"consumed {consumed(doc):,} (lag {lag:,}), simulated now {_when(self.sim_now_ms)}, "
+                f"watermark {_when(low)}"
+                + (f" ({duration(behind)} behind)" if behind is not None else "")
+                + f", dead letters {outcomes.get('dead_letter', 0):,}, signals {self.signal_count:,}")
+
+    def render(self, doc: dict[str, Any]) -> Group:
+        outcomes = doc.get("outcomes", {})
+        lag, low, behind = self.lags(doc)
         head = Table.grid(padding=(0, 2))
-        head.add_row("phase", f"[bold]{self.phase}[/]", "simulated now", _when(sim_now_ms),
-                     "watermark (min)", _when(min(watermarks) if watermarks else None))
-        head.add_row("sent", f"{sent:,}", "consumed", f"{consumed:,}",
+        head.add_row("phase", f"[bold]{self.status(doc)}[/]", "simulated now", _when(self.sim_now_ms),
+                     "watermark (slowest partition)", _when(low))
+        head.add_row("sent", f"{self.sent:,}", "consumed", f"{consumed(doc):,}",
                      "elapsed", f"{time.monotonic() - self._started:,.0f}s")
+        head.add_row("consumer lag", f"{lag:,} messages", "event-time lag",
+                     "-" if behind is None else f"{duration(behind)} behind the simulation", "", "")
         pipeline = Table("outcome", "messages", title="outcomes", show_header=False, expand=True)
         for name in ("applied", "duplicate", "late", "dead_letter", "rekeyed"):
             pipeline.add_row(name, f"{outcomes.get(name, 0):,}")
@@ -114,10 +179,9 @@ class DemoView:
             signals.add_column(column, overflow="fold")
         for signal in self.signals:
             who = signal.get("user_id") or signal.get("account_id") or "-"
-            change = f"{signal.get('from', '')} -> {signal.get('to', signal.get('band', ''))}"
             reason = signal.get("reason") or ", ".join(r.get("code", str(r)) if isinstance(r, dict) else str(r)
                                                        for r in signal.get("reasons", []))
-            signals.add_row(str(signal.get("type", "")), str(who), change, str(reason)[:60])
+            signals.add_row(str(signal.get("type", "")), str(who), change(signal), str(reason)[:60] or "-")
         grid = Table.grid(expand=True)
         grid.add_column(ratio=1)
         grid.add_column(ratio=2)
@@ -125,8 +189,12 @@ class DemoView:
         return Group(Panel(head, title="engagement pipeline demo", subtitle="Ctrl-C to stop"), grid, signals)
 
     def print_summary(self, worker: WorkerProcess) -> None:
+        """The closing summary: the same counts as the view (what was sent, what was consumed)."""
         try:
             doc = worker.figures()
         except OSError:
+            self.console.print(f"sent {self.sent:,} messages; the worker no longer answers")
             return
-        self.console.print(self.render(doc, 0, sum(doc.get("outcomes", {}).values())))
+        if self.live:
+            self.console.print(self.render(doc))
+        self.console.print(f"summary: {self.line(doc)}", highlight=False, soft_wrap=True)

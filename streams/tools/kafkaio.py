@@ -1,4 +1,8 @@
-"""Producing and consuming with plain aiokafka, shared by the tools, demo, benchmark and tests."""
+"""Producing and consuming with plain aiokafka, shared by the tools, demo, benchmark and tests.
+
+Both check the broker first (:func:`~streams.runtime.connect.check_broker`): a wrong address
+ends within ``connect_timeout_s`` in one line naming it, and no client is left unclosed.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.config import Settings
+from streams.runtime.connect import check_broker
 
 SEND_WINDOW = 2000
 
@@ -21,21 +26,30 @@ class Publisher:
     """
 
     def __init__(self, settings: Settings, topic: str | None = None) -> None:
+        self.settings = settings
         self.topic = topic or settings.events_topic
-        self.producer = AIOKafkaProducer(linger_ms=5, max_batch_size=256 * 1024, acks="all",
-                                         **settings.kafka_client_options())
+        self.producer: AIOKafkaProducer | None = None
         self.sent = 0
 
     async def __aenter__(self) -> "Publisher":
-        await self.producer.start()
+        await check_broker(self.settings)
+        self.producer = AIOKafkaProducer(linger_ms=5, max_batch_size=256 * 1024, acks="all",
+                                         **self.settings.kafka_client_options())
+        try:
+            await self.producer.start()
+        except BaseException:
+            await self.producer.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        await self.producer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
 
     async def send(self, records: Iterable[tuple[bytes | None, bytes]],
                    on_sent: Callable[[int], None] | None = None) -> int:
         """Publish every record (in windows of SEND_WINDOW in flight); returns how many."""
+        assert self.producer is not None, "use Publisher as an async context manager"
         pending = []
         count = 0
         for key, value in records:
@@ -71,13 +85,14 @@ def event_records(events: Iterable[dict[str, Any]]) -> Iterable[tuple[bytes | No
 async def consume(settings: Settings, topic: str, from_end: bool = False,
                   idle_timeout: float | None = None, max_messages: int | None = None) -> AsyncIterator[Any]:
     """Yield a topic's records (aiokafka ConsumerRecord) from the start, until idle or ``max_messages``."""
+    await check_broker(settings)
     consumer = AIOKafkaConsumer(topic, group_id=f"reader-{uuid.uuid4().hex[:8]}",
                                 auto_offset_reset="latest" if from_end else "earliest",
                                 enable_auto_commit=False, session_timeout_ms=10000,
                                 heartbeat_interval_ms=1000, **settings.kafka_client_options())
-    await consumer.start()
     seen = 0
     try:
+        await consumer.start()
         while max_messages is None or seen < max_messages:
             batch = await consumer.getmany(timeout_ms=int((idle_timeout or 3600) * 1000))
             if not batch:

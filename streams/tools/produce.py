@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from streams.config import Settings
 from streams.core.contract import Decoder, Event
+from streams.runtime.connect import ensure_broker
 from streams.tools.kafkaio import send_all
 
 MAX_REPORTED = 20
@@ -65,6 +66,7 @@ def _checked(lines: Iterable[bytes], decoder: Decoder, summary: ProduceSummary,
 def produce_lines(settings: Settings, source: IO[bytes], send_invalid: bool = False,
                   progress: bool = True) -> ProduceSummary:
     """Check and publish every line of ``source``; prints problems and a summary."""
+    ensure_broker(settings)  # before reading a line: a wrong address is reported at once
     summary = ProduceSummary()
     decoder = Decoder(settings)
     started = time.perf_counter()

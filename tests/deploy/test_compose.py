@@ -25,6 +25,8 @@ from streams.core.contract import parse_time_ms
 from streams.tools.kafkaio import consume
 from tests.support.debian_tools import run_tool
 
+pytestmark = pytest.mark.needs_debian("docker-compose")
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "deploy" / "Dockerfile"

@@ -24,14 +24,18 @@ import yaml
 from streams.config import ENV_PREFIX, Settings, settings_to_toml
 from streams.local.broker import free_port
 from tests.support.debian_tools import debian_tool
+from tests.support.fleet import start_fleet
 from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.needs_debian("prometheus")
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "deploy" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 RULE_FILES = sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml"))
-#: What Grafana substitutes for its interval variables; the test Prometheus scrapes every second.
-GRAFANA_VARIABLES = {"$__rate_interval": "10s", "$__interval": "2s"}
+#: What Grafana substitutes for its interval variables (the test Prometheus scrapes every second),
+#: and for the dashboards' own variables set to "All" (their ``allValue``).
+GRAFANA_VARIABLES = {"$__rate_interval": "10s", "$__interval": "2s", "$dimension": ".*", "$value": ".*"}
 #: Metrics the alert rules use ahead of the capability that will expose them (churn risk and
 #: account health signals). Nothing else may be missing; reconcile the rules when it lands.
 PENDING_METRICS: set[str] = set()
@@ -54,16 +58,28 @@ def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield panel
 
 
+def substitute(expr: str) -> str:
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    return expr
+
+
 def queries() -> list[tuple[str, str, str]]:
-    """(dashboard, panel title, PromQL as Grafana would send it) for every target."""
+    """(dashboard, panel title, PromQL as Grafana would send it) for every target, and for every
+    ``label_values(selector, label)`` variable the query listing that label's values."""
     found = []
     for path in DASHBOARDS:
         dashboard = json.loads(path.read_text())
+        for variable in dashboard["templating"]["list"]:
+            query = variable["query"]["query"]
+            match = re.fullmatch(r"label_values\((.+), (\w+)\)", query)
+            assert match, f"{path.name}: variable {variable['name']}: not a label_values() query: {query}"
+            assert variable["allValue"] == GRAFANA_VARIABLES[f"${variable['name']}"]
+            found.append((dashboard["title"], f"${variable['name']}",
+                          f"count by ({match.group(2)}) ({substitute(match.group(1))})"))
         for panel in panels(dashboard):
             for target in panel["targets"]:
-                expr = target["expr"]
-                for variable, value in GRAFANA_VARIABLES.items():
-                    expr = expr.replace(variable, value)
+                expr = substitute(target["expr"])
                 assert "$" not in expr, f"{path.name} / {panel['title']}: unknown variable in {expr}"
                 found.append((dashboard["title"], panel["title"], expr))
     return found
@@ -171,12 +187,7 @@ def test_every_dashboard_panel_returns_data(make_settings: Any, workers: Any, tm
     from tests.support.deploy_feed import Feeder
 
     settings = make_settings(partitions=4)
-    fleet = [workers(settings.with_overrides(data_dir=str(tmp_path / f"data-{i}")), name=f"worker{i}")
-             for i in range(2)]
-    for worker in fleet:
-        worker.wait_ready(timeout=60)
-    wait_for(lambda: sorted(len(w.figures()["partitions"]) for w in fleet) == [2, 2], timeout=60,
-             message="the two workers sharing the four partitions")
+    fleet = start_fleet(workers, settings, tmp_path)
     targets = [f"{w.settings.web_host}:{w.settings.web_port}" for w in fleet]
     with Prometheus(tmp_path, targets) as prom:
         wait_for(lambda: len(prom.values('up{job="engagement-worker"} == 1')) == 2, timeout=30,

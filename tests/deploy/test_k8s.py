@@ -14,6 +14,8 @@ import yaml
 from streams.config import ENV_PREFIX, Settings, load_settings
 from tests.support.debian_tools import run_tool
 
+pytestmark = pytest.mark.needs_debian("promtool")
+
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 #: An older Kubernetes release still common in clusters, and the newest the pinned schema package

@@ -12,6 +12,8 @@ import yaml
 
 from tests.support.debian_tools import run_tool
 
+pytestmark = pytest.mark.needs_debian("promtool", "amtool")
+
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))

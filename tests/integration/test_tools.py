@@ -60,7 +60,8 @@ def test_demo_runs_shows_metrics_and_cleans_up_on_ctrl_c(tmp_path: Path) -> None
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("ENGAGEMENT_BOOTSTRAP", None)
     demo = subprocess.Popen([sys.executable, "-m", "streams", "demo", "--users", "150", "--history-days", "3",
-                             "--no-live"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+                             "--no-live"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # as a background job
     assert demo.stdout is not None
     seen: list[str] = []
     broker_addr = metrics_url = None
@@ -74,7 +75,13 @@ def test_demo_runs_shows_metrics_and_cleans_up_on_ctrl_c(tmp_path: Path) -> None
             metrics_url = line.split("worker metrics:")[1].split()[0]
     assert broker_addr and metrics_url, "".join(seen)
     import urllib.request
-    time.sleep(8)
+    # Not a terminal: a plain progress line every few seconds, while it runs.
+    progress = None
+    while time.monotonic() < deadline and not (progress and int(progress.group(2).replace(",", "")) > 0):
+        line = demo.stdout.readline().decode()
+        seen.append(line)
+        progress = re.search(r"sent ([\d,]+), consumed ([\d,]+) \(lag ([\d,]+)\)", line)
+    assert progress, "".join(seen)
     body = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
     applied = [ln for ln in body.splitlines() if ln.startswith('engagement_events_total{outcome="applied"}')]
     assert applied and float(applied[0].split()[-1]) > 0
@@ -82,6 +89,11 @@ def test_demo_runs_shows_metrics_and_cleans_up_on_ctrl_c(tmp_path: Path) -> None
     out, _ = demo.communicate(timeout=60)
     assert demo.returncode in (0, 130, -2)
     assert "demo stopped" in out.decode()
+    # The summary counts what the view counted: every message sent, none lost from the count.
+    summary = re.search(r"summary: .*sent ([\d,]+), consumed ([\d,]+)", out.decode())
+    assert summary, out.decode()
+    sent = [int(m.replace(",", "")) for m in re.findall(r"sent ([\d,]+), consumed", "".join(seen) + out.decode())]
+    assert int(summary.group(1).replace(",", "")) == max(sent) > 0
     pids = [int(p) for p in re.findall(r"pid (\d+)", "".join(seen))]
     assert len(pids) == 2, "".join(seen)
     for pid in pids:  # the broker and the worker are gone (not even left as zombies of ours)

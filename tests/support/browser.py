@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.support.debian_tools import debian_tool
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
          "--no-first-run", "--disable-component-update", "--disable-sync"]
 
 
 def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
-    return path
+    """Debian's Chromium (tests using it are marked ``needs_debian("chromium")``)."""
+    return debian_tool("chromium")
 
 
 def rendered_dom(page: Path, profile: Path) -> str:

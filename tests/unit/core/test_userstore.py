@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.config import load_settings
+from streams.config import RESERVED_KEY_PREFIX, load_settings
 from streams.core.state import UserState
 from streams.core.userstore import UserStore
 from tests.support.fakes import FakeTable
@@ -42,3 +42,22 @@ def test_hot_users_are_not_decoded_per_event_while_cold_users_stream_through(mon
         store.flush()
     assert len(decoded) == 20 * 3_000  # cold users only: each decoded once, hot users never
     assert len(store._cache) <= cache_users
+
+
+def test_a_flush_in_slices_writes_each_dirty_record_once_partition_tables_first() -> None:
+    table = FakeTable()
+    store = UserStore(table, 100)
+    users = [f"u{i}".encode() for i in range(25)]
+    for key in users[:10]:
+        store.mark_dirty(0, key, UserState())
+    store.mark_dirty(0, RESERVED_KEY_PREFIX + b"codes", UserState())  # marked after some users
+    for key in users[10:]:
+        store.mark_dirty(1, key, UserState())
+    assert store.flush_some(4) == 4  # the partition table goes first
+    assert [key for _, key, _ in table.changelog] == [RESERVED_KEY_PREFIX + b"codes", *users[:3]]
+    while store.dirty_count():
+        assert store.flush_some(4) <= 4
+    assert store.flush() == 0
+    written = [key for _, key, _ in table.changelog]
+    assert sorted(written) == sorted([RESERVED_KEY_PREFIX + b"codes", *users]) and len(set(written)) == 26
+    assert [p for p, key, _ in table.changelog if key in users[10:]] == [1] * 15

@@ -1,0 +1,55 @@
+"""The event loop kept responsive: the probe measures a blocked loop, and the sliced drain and
+flush leave the loop free between their steps."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from streams.core.state import UserState
+from streams.core.userstore import UserStore
+from streams.runtime.loop import LoopWatch, flush_sliced
+from streams.runtime.partitions import Runtime
+from tests.support.fakes import FakeTable, ListSink, unit_settings
+
+
+async def test_the_probe_measures_how_long_a_synchronous_step_blocked_the_loop() -> None:
+    watch = LoopWatch(interval_s=0.002)
+    probe = asyncio.ensure_future(watch.run())
+    await asyncio.sleep(0.02)  # the probe runs on an idle loop: late by little
+    idle = watch.longest_s
+    time.sleep(0.12)  # a synchronous step of 120 ms
+    await asyncio.sleep(0.02)
+    probe.cancel()
+    assert idle < 0.05
+    assert 0.1 <= watch.longest_s < 0.2
+    registry = CollectorRegistry()
+    registry.register(watch)
+    text = generate_latest(registry).decode()
+    assert 'engagement_loop_block_seconds_bucket{le="0.1"}' in text
+    over = sum(watch.counts[i] for i, bound in enumerate(watch.bounds) if bound > 0.1) + watch.counts[-1]
+    assert over >= 1  # the block is in a bucket above 100 ms
+    assert "engagement_loop_block_max_seconds 0.1" in text
+
+
+async def test_a_sliced_flush_lets_the_loop_run_between_its_slices() -> None:
+    settings = unit_settings()
+    store = UserStore(FakeTable(), 100)
+    runtime = Runtime(settings, store, ListSink())
+    for i in range(9_000):
+        store.mark_dirty(0, b"u%d" % i, UserState())
+    turns = 0
+
+    async def other_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.ensure_future(other_task())
+    await flush_sliced(runtime, keep=0)
+    task.cancel()
+    assert store.dirty_count() == 0 and store.writes == 9_000
+    assert turns >= 4  # 2,000 records a slice: the other task ran between the slices
