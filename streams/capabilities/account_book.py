@@ -6,7 +6,8 @@ in the ``accounts`` agent (run by :mod:`streams.runtime.agents`):
 
 * shares are kept by partition and day; account day ``D`` is combined once every source
   partition has marked ``D`` (exact, however far apart the partitions' event times are), with
-  the seat count valid at the end of ``D`` (the newest group event by event time);
+  the seat count valid at the end of ``D`` (the newest group event by event time; seat changes
+  are kept until no day still to combine can need them);
 * health = 100 x (w_u x min(1, utilization / target) + w_e x mean score / 100 + w_t x min(1, trend)
   + w_x x max(0, 1 - escalations per active seat / limit)); without a seat count the utilization
   term is left out and the others are re-weighted; bands red / yellow / green with hysteresis,
@@ -30,7 +31,6 @@ ACCOUNTS_TABLE = "accounts"
 SHARE_FIELDS = ("users", "active", "score_sum", "trend_recent", "trend_base", "escalations")
 ZERO_SHARE = dict.fromkeys(SHARE_FIELDS, 0)
 RED, YELLOW, GREEN = 0, 1, 2
-MAX_SEAT_CHANGES = 8
 ARROWS = {"up": "↑", "down": "↓", "flat": "→"}
 MARKS_KEY = b"\x00marks:%d"
 """Table key of the source partitions' day marks, per partition of the shares topic."""
@@ -51,10 +51,9 @@ class AccountBook:
     """
 
     def __init__(self, config: AccountsConfig, partitions: int, clock: DayClock, at_ms: Any,
-                 signals: SignalCounts, absent_after_s: float = 30.0) -> None:
+                 signals: SignalCounts) -> None:
         self.c = config
         self.partitions = partitions
-        self.absent_after_ms = absent_after_s * 1000
         self.clock = clock
         self.at_ms = at_ms
         """Day -> the event time its figures are final at (the engagement scoring time)."""
@@ -65,8 +64,11 @@ class AccountBook:
         return {"parts": {}, "seats": [], "done": None, "band": None, "health": []}
 
     def add_seats(self, entry: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
-        changes = [c for c in entry["seats"] if c[0] != msg["ts"]] + [[msg["ts"], msg["seats"]]]
-        entry["seats"] = sorted(changes)[-MAX_SEAT_CHANGES:]
+        """Keep a seat change (by event time; at the same time, the larger count)."""
+        held = [c for c in entry["seats"] if c[0] == msg["ts"]]
+        if held and held[0][1] >= msg["seats"]:
+            return entry
+        entry["seats"] = sorted([c for c in entry["seats"] if c[0] != msg["ts"]] + [[msg["ts"], msg["seats"]]])
         return entry
 
     def add_share(self, entry: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
@@ -76,25 +78,22 @@ class AccountBook:
             entry["parts"].setdefault(str(msg["partition"]), {})[str(day)] = msg["share"]
         return entry
 
-    def add_mark(self, marks: dict[str, Any] | None, msg: dict[str, Any],
-                 now_ms: float) -> tuple[dict[str, Any], int | None]:
+    def add_mark(self, marks: dict[str, Any] | None, msg: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
         """Record that a source partition finished a day; returns the last day every source
-        partition has finished (None: not known yet).
+        partition has finished (None: some partition has marked nothing yet).
 
-        A source partition that has marked nothing ``absent_after_s`` (wall clock) after the first
-        mark of another holds no users at all (it has no event time to mark days with): it is not
-        waited for, and if it gains users, they count from the first day it marks. Waiting for
-        the first marks is what keeps the figures exact when partitions are far apart in event
-        time (a replay can process one partition's whole history before another's).
-        """
-        marks = marks or {"done": {}, "since": now_ms}
+        Every partition marks days, from the first one it has shares of or its watermark reaches
+        (a partition without users follows the others' watermark: see streams.core.eventtime);
+        the days before its first mark it had nothing for. So waiting for every partition's marks
+        is exact however far apart the partitions' event times are, and nothing here depends on
+        the wall clock or on how fast any worker runs."""
+        marks = marks or {"done": {}}
         key = str(msg["partition"])
         marks["done"][key] = max(marks["done"].get(key, msg["day"]), msg["day"])
-        absent_ok = now_ms - marks["since"] >= self.absent_after_ms
         days = [marks["done"].get(str(p)) for p in range(self.partitions)]
-        if any(day is None for day in days) and not absent_ok:
+        if any(day is None for day in days):
             return marks, None
-        return marks, min(day for day in days if day is not None)
+        return marks, min(days)
 
     def combine(self, entry: dict[str, Any], account: str, through: int) -> list[tuple[str, dict[str, Any]]]:
         """Combine every day of the account up to ``through`` that partitions sent shares for."""
@@ -112,7 +111,16 @@ class AccountBook:
                     add_share(total, share)
             outputs += self._judge(entry, account, day, total)
         entry["parts"] = {p: days for p, days in entry["parts"].items() if days}
+        self._forget_seats(entry, last)
         return outputs
+
+    def _forget_seats(self, entry: dict[str, Any], done: int) -> None:
+        """Drop seat changes no day after ``done`` can need: all before the end of ``done`` but
+        the newest of them (it holds from then on until the next change)."""
+        end = self.clock.end(done)
+        before = [c for c in entry["seats"] if c[0] < end]
+        if len(before) > 1:
+            entry["seats"] = before[-1:] + [c for c in entry["seats"] if c[0] >= end]
 
     def _judge(self, entry: dict[str, Any], account: str, day: int,
                total: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -232,7 +240,7 @@ class AccountCombiner:
         msg = dict(message)
         if msg["kind"] == "done":
             marks_key = MARKS_KEY % partition
-            marks, through = book.add_mark(entries.get(marks_key), msg, wall_ms)
+            marks, through = book.add_mark(entries.get(marks_key), msg)
             entries[marks_key] = marks
             return self._combine(entries, partition, through) if through is not None else ()
         if key is None:

@@ -21,9 +21,8 @@ figures are combined in two steps, like the snapshot rollup:
 3. Per account (:mod:`streams.capabilities.account_book`, driven by the ``accounts`` agent): shares
    are kept by partition and day; account day ``D`` is combined once every source partition has
    marked ``D`` (exact, however far apart the partitions' event times are), with the seat count
-   valid at the end of ``D`` (the newest group event by event time). A source partition that has
-   marked nothing a while (``idle_partition_s``, wall clock) after another's first mark holds no
-   users and is not waited for.
+   valid at the end of ``D`` (the newest group event by event time). A partition without users
+   marks days too: its watermark follows the others' (see :mod:`streams.core.eventtime`).
 
 An account is judged from its ``onboarding_days``-th day on (the band is followed silently
 before): then a signal if it is not green, and one on each band change after that.
@@ -155,7 +154,7 @@ class AccountsCapability(Capability):
         self.schedule = self.shared.get(ScoringSchedule, lambda: ScoringSchedule(settings))
         self.signals = self.shared.get(SignalCounts, SignalCounts)
         self.book = AccountBook(self.config, settings.partitions, self.schedule.clock, self.schedule.due,
-                                self.signals, settings.idle_partition_s)
+                                self.signals)
         self.combiner = AccountCombiner(settings, self.book)
 
     def for_partition(self, ctx: "PartitionContext") -> AccountsPartition:

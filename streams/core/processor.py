@@ -252,7 +252,7 @@ class PartitionProcessor:
                                                                            raw), home)  # type: ignore[arg-type]
                 outcome = "rekeyed"
             else:
-                outcome = self._accept(user_key, event, raw, offset)  # type: ignore[arg-type]
+                outcome = self._accept(user_key, event, raw, offset, (key, self.partition, offset, received_ms))  # type: ignore[arg-type]
         if moved:
             self.refresh()
         return outcome
@@ -289,18 +289,19 @@ class PartitionProcessor:
         if source_offset <= self.progress.get(source, -1):
             return "duplicate"  # forwarded again after a crash of its source, or re-read after ours
         self.progress[source] = source_offset
-        if record.ts < self.watermark.value:
-            self._late(record.ts, self.watermark.value, record.raw, key, source, source_offset, record.received_ms,
-                       f" (forwarded from partition {source}, which had been idle)")
-            return "late"
         event = self.decoder.rebuild(record.raw, record.ts)
-        return self._accept(event.user.encode(), event, record.raw, None)
+        return self._accept(event.user.encode(), event, record.raw, None, (key, source, source_offset, record.received_ms))
 
     # --- applying -------------------------------------------------------------------------
-    def _accept(self, user_key: bytes, event: Event, raw: bytes, offset: int | None) -> str:
-        """Take an on-time event for its user (``offset``: its offset on this partition of the
-        events topic, None for a forwarded one): apply it, or park it when it is further ahead of
-        the watermark than the capabilities are promised."""
+    def _accept(self, user_key: bytes, event: Event, raw: bytes, offset: int | None,
+                origin: tuple[bytes | None, int, int, int]) -> str:
+        """Take an event its source judged on time for its user (``offset``: its offset on this
+        partition of the events topic, None for a forwarded one; ``origin``: key, partition,
+        offset and Kafka timestamp where it was read): apply it, or park it when it is further
+        ahead of the watermark than the capabilities are promised.
+
+        It is late here only when older than this partition's watermark, which happens only after
+        its source turned idle and the watermark moved on without it (the wall clock decided)."""
         store = self.store
         state = store.get(self.partition, user_key)
         fp = fingerprint(event.event_id)
@@ -308,6 +309,11 @@ class PartitionProcessor:
             state = UserState()
         elif (offset is not None and offset <= state.last_offset) or fp in state.recent:
             return "duplicate"
+        if event.ts < self.watermark.value:
+            key, partition, source_offset, received_ms = origin
+            self._late(event.ts, self.watermark.value, raw, key, partition, source_offset, received_ms,
+                       f" (read on partition {partition} after it had been idle)")
+            return "late"
         if offset is not None:
             state.last_offset = offset
         state.remember(fp, event.ts)

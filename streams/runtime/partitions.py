@@ -31,6 +31,8 @@ from streams.core.userstore import UserStore
 #: the caller's token for it (the app acknowledges it to Faust once handled).
 Held = tuple[bytes | None, bytes | None, int, int, Any]
 NO_LIMIT = 2**62
+#: A tick this many intervals after the previous one means the worker was not running meanwhile.
+STALL_TICKS = 3
 
 
 class Runtime:
@@ -61,6 +63,7 @@ class Runtime:
         self._last_flush = time.monotonic()
         self._limit = NO_LIMIT
         """``limit()`` as of the last batch (looked up per message)."""
+        self._last_tick = time.time() * 1000
         self._batch: dict[int, list[Any]] = {}
         """Per partition handled in the open batch: its source clock before the batch's first message."""
         self.busy = False
@@ -242,7 +245,13 @@ class Runtime:
         for partition in assigned:
             self.processor(partition)
         now = time.time() * 1000
+        stalled = now - self._last_tick > STALL_TICKS * self.settings.tick_interval_s * 1000
+        self._last_tick = now
         for proc in list(self.processors.values()):
+            if stalled:
+                # The worker itself did not run (stopped, starved of CPU): a partition was not
+                # quiet meanwhile, it was not read. Its idle time starts again.
+                proc.source.touch(now)
             proc.tick(now)
             if proc.backlog:
                 self.busy = True

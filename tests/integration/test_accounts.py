@@ -4,15 +4,25 @@ over the same events, and one signal per band change."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import os
+import signal
+import threading
+import time
 from collections import defaultdict
 from typing import Any
 
+import orjson
 import pytest
 
 from streams.config import MS_PER_DAY
 from streams.core.calendar import DayClock
 from streams.core.routing import HomePartitions
+from streams.tools.close import close_stream
+from streams.tools.kafkaio import read_json, send_all
 from tests.support.engagement_feed import DAY0, History, at, run_pipeline, weekdays
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 LAST_DAY = 45
@@ -79,3 +89,60 @@ def test_account_health_combines_partitions_and_signals_each_band_change(make_se
     metrics = worker.get("/metrics").decode()
     assert 'engagement_account_health_accounts{band="green"} 2.0' in metrics
     assert at(0) > 0
+
+
+def account_outputs(messages: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The account_health snapshots and signals, canonical and sorted (one per id)."""
+    snaps = {doc["id"]: doc for doc in messages if doc.get("kind") == "account_health"}
+    sigs = {doc["id"]: doc for doc in messages if doc.get("type") == "account_health"}
+    dump = functools.partial(orjson.dumps, option=orjson.OPT_SORT_KEYS)
+    return sorted(dump(d).decode() for d in snaps.values()), sorted(dump(d).decode() for d in sigs.values())
+
+
+def test_account_health_is_the_same_however_slowly_the_worker_runs(make_settings: Any, workers: Any) -> None:
+    """The same events through a worker that runs freely and through one stopped for 4 s of every
+    5 (SIGSTOP: longer than idle_partition_s, the wall-clock setting): every account snapshot and
+    signal is the same, content and id. Nothing but event time decides them."""
+    docs = history().sorted()
+    clean_settings = make_settings(idle_partition_s=3.0)
+    clean, _ = run_pipeline(clean_settings, docs, workers, topics=(clean_settings.metrics_topic,))
+
+    settings = make_settings(idle_partition_s=3.0)
+    worker = workers(settings, "slowed").wait_ready(partitions=settings.partitions)
+    assert worker.proc is not None
+    pid = worker.proc.pid
+    stop = threading.Event()
+
+    def throttle() -> None:
+        while not stop.is_set():
+            os.kill(pid, signal.SIGSTOP)
+            stop.wait(4.0)
+            os.kill(pid, signal.SIGCONT)
+            stop.wait(1.0)
+
+    slowing = threading.Thread(target=throttle, daemon=True)
+    slowing.start()
+    try:
+        asyncio.run(send_all(settings, [(d["user_id"].encode(), orjson.dumps(d)) for d in docs]))
+        close_stream(settings, max(d["timestamp"] for d in docs))
+
+        def done() -> bool:
+            try:
+                figures = worker.figures()
+            except OSError:  # stopped right now
+                return False
+            return figures["outcomes"].get("applied", 0) >= len(docs) and figures["closed"] >= settings.partitions
+
+        wait_for(done, timeout=240, interval=1, message="every event applied by the slowed worker")
+        time.sleep(6)  # a few more stops while the last days are combined
+    finally:
+        stop.set()
+        slowing.join()
+        os.kill(pid, signal.SIGCONT)
+    time.sleep(3 * settings.commit_interval_s + 1)
+    slowed = [*asyncio.run(read_json(settings, settings.signals_topic, idle_timeout=4.0)),
+              *asyncio.run(read_json(settings, settings.metrics_topic, idle_timeout=4.0))]
+    want = account_outputs([*clean[clean_settings.signals_topic], *clean[clean_settings.metrics_topic]])
+    got = account_outputs(slowed)
+    assert len(want[0]) == 2 * (LAST_DAY + 1) and want[1]
+    assert got == want

@@ -77,8 +77,10 @@ def test_up_serves_my_events_and_stops_cleanly_on_ctrl_c() -> None:
         assert f"sent {len(docs)} events" in produced.stderr.decode()
         user = docs[0]["user_id"]
         mine = [d for d in docs if d["user_id"] == user]
-        looked_up = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(
-            run_cli("user", user, "--json", env=client_env)), timeout=30, message=f"{user} known")
+        # The other partitions have no event yet: the watermark waits for them to turn idle
+        # (idle_partition_s) before the events reach the capabilities.
+        looked_up = wait_for(lambda: (lambda r: r if r.returncode == 0 and json.loads(r.stdout)["events"] else None)(
+            run_cli("user", user, "--json", env=client_env)), timeout=90, message=f"{user} known")
         doc = json.loads(looked_up.stdout)
         assert doc["events"] == len(mine)
         assert doc["accounts"]["account"] == mine[-1]["account_id"]

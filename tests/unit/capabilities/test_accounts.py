@@ -18,7 +18,7 @@ DAY = 20_500
 
 def book(partitions: int = 2, **config: Any) -> AccountBook:
     return AccountBook(AccountsConfig(**config), partitions, DayClock(), lambda day: (day + 1) * MS_PER_DAY,
-                       SignalCounts(), absent_after_s=30)
+                       SignalCounts())
 
 
 def share(partition: int, day: int, users: int = 2, active: int = 2, score_sum: int = 160, trend_recent: int = 10,
@@ -32,8 +32,8 @@ def seats(n: int, ts: int) -> dict[str, Any]:
     return {"kind": "seats", "account": "acme", "seats": n, "ts": ts}
 
 
-def done(partition: int, day: int, wall_s: float = 0.0) -> dict[str, Any]:
-    return {"kind": "done", "partition": partition, "day": day, "wall_s": wall_s}
+def done(partition: int, day: int) -> dict[str, Any]:
+    return {"kind": "done", "partition": partition, "day": day}
 
 
 class Agent:
@@ -53,7 +53,7 @@ class Agent:
             elif msg["kind"] == "share":
                 self.book.add_share(self.entry, msg)
             else:
-                self.marks, through = self.book.add_mark(self.marks, msg, msg["wall_s"] * 1000)
+                self.marks, through = self.book.add_mark(self.marks, msg)
                 if through is not None:
                     out += self.book.combine(self.entry, "acme", through)
         self.outputs += out
@@ -79,12 +79,29 @@ def test_a_day_is_combined_once_every_partition_has_marked_it() -> None:
     assert snap["period"] == DayClock.label(DAY + 1) and snap["figures"]["users"] == 2
 
 
-def test_a_partition_without_users_is_not_waited_for_after_a_while() -> None:
+def test_a_partition_without_users_marks_from_the_day_its_watermark_reached() -> None:
+    """Partition 2 holds no user of the account (nor any user): it marks days anyway, from the
+    first one its watermark reached; the days before it had nothing for. However long anything
+    took (no wall clock here), the combination waits for its marks and then is exact."""
     agent = Agent(book(partitions=3))
-    assert agent.feed(share(0, DAY), done(0, DAY, wall_s=0), share(1, DAY), done(1, DAY, wall_s=10)) == []
-    out = agent.feed(share(0, DAY + 1), done(0, DAY + 1, wall_s=31))  # partition 2 never marked anything
-    assert [s["period"] for s in snapshots(out)] == [DayClock.label(DAY)]
-    assert snapshots(out)[0]["figures"]["users"] == 4
+    assert agent.feed(share(0, DAY), done(0, DAY), share(1, DAY), done(1, DAY)) == []
+    assert agent.feed(share(0, DAY + 1), done(0, DAY + 1), done(1, DAY + 1)) == []  # still waiting for 2
+    out = agent.feed(done(2, DAY + 1))  # its watermark started past DAY: DAY + 1 is its first mark
+    assert [s["period"] for s in snapshots(out)] == [DayClock.label(DAY), DayClock.label(DAY + 1)]
+    assert [s["figures"]["users"] for s in snapshots(out)] == [4, 2]
+
+
+def test_seat_changes_are_kept_by_event_time_however_many_arrive_first() -> None:
+    """Twenty seat changes of later days arrive before the day they do not concern is combined:
+    every day gets the count valid at its end (the newest change before it), not the newest 8."""
+    agent = Agent(book(partitions=2))
+    later = [seats(100 + d, (DAY + d) * MS_PER_DAY + 60_000) for d in range(1, 21)]
+    agent.feed(*later, seats(7, DAY * MS_PER_DAY + 60_000))
+    for d in range(21):
+        agent.feed(share(0, DAY + d), done(0, DAY + d))
+    out = agent.feed(*[done(1, DAY + d) for d in range(21)])
+    assert [s["figures"]["seats"] for s in snapshots(out)] == [7] + [100 + d for d in range(1, 21)]
+    assert agent.entry["seats"] == [[(DAY + 20) * MS_PER_DAY + 60_000, 120]]  # only what later days can need
 
 
 def test_replayed_shares_and_marks_never_count_twice() -> None:
