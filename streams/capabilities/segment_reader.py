@@ -1,4 +1,4 @@
-"""The segment labels a user is counted under now, as the activity capability resolves them.
+"""The segment labels a user is counted under (now, or on a day), as the activity capability resolves them.
 
 Segment values have one owner: the activity capability keeps each user's values (as per-partition
 label codes, with their day history) and caps the number of labels. Sessions (the ``segments`` of
@@ -65,6 +65,27 @@ class SegmentReader:
         current = self.current(state)
         return None if current is None else tuple(current)
 
+    def codes_on(self, state: "UserState", day: int) -> Codes | None:
+        """The user's label codes as they were on ``day`` (the latest observation on or before it;
+        None without segments). An event can reach the capabilities before the watermark passes
+        earlier days (up to the processor's lookahead ahead): figures of those days must not see
+        its values yet."""
+        if self.current(state) is None:
+            return None
+        activity = self._peer()
+        assert activity is not None
+        return activity.rules.new_view(state.ext.get(ACTIVITY_SLOT), state.max_ts).labels(day)
+
+    def next_change(self, state: "UserState", day: int) -> int | None:
+        """The first day after ``day`` on which a label of the user changes (None: none known)."""
+        if self.current(state) is None:
+            return None
+        activity = self._peer()
+        assert activity is not None
+        view = activity.rules.new_view(state.ext.get(ACTIVITY_SLOT), state.max_ts)
+        later = [d for entries in view.segs for d, _, _ in entries if d > day]
+        return min(later) if later else None
+
     def labels(self, codes: Codes) -> list[tuple[str, str]]:
         """(dimension, label) for codes from :meth:`codes` (``unknown`` for no value)."""
         labels = self._labels.get(codes)
@@ -77,7 +98,8 @@ class SegmentReader:
                 for i, (dim, code) in enumerate(zip(activity.shared.dims, codes))]
         return labels
 
-    def names(self, state: "UserState") -> dict[str, str]:
-        """{dimension: label} of the user's newest values ({} without segments)."""
-        codes = self.codes(state)
+    def names(self, state: "UserState", day: int | None = None) -> dict[str, str]:
+        """{dimension: label} of the user's newest values, or of their values on ``day`` ({}
+        without segments)."""
+        codes = self.codes(state) if day is None else self.codes_on(state, day)
         return dict(self.labels(codes)) if codes is not None else {}

@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     from streams.core.state import UserState
 
 SLOT = "u"
+#: Timer tag: a segment value of the user takes effect (see ``_follow_labels``).
+LABELS = "g"
 FEATURE_KEY = MAX_CORE_ACTIONS
 """Counter key of feature j is FEATURE_KEY + j; core action i is i."""
 CADENCE_WINDOW = 7
@@ -209,7 +211,7 @@ class UsagePartition(PartitionCapability):
             u = state.ext.get(SLOT)
             if u is None or u.get("g") != codes:  # the labels changed (rare): move the user's figures
                 first_day = day if is_new or ts < state.first_ts else clock.day(state.first_ts)
-                self._follow_segments(state, tuple(codes), first_day, is_new)
+                self._follow_labels(key, state, first_day, is_new, day)
         if event.type not in ACTIVITY_TYPES:
             return
         u = self._record(state, day)
@@ -303,6 +305,36 @@ class UsagePartition(PartitionCapability):
                 figures.append(seg)
         return figures
 
+    def _labels_day(self, fallback: int) -> int:
+        """The day whose segment labels the user's figures count under: the first day not yet
+        published (every unpublished day is summed from the same running figures)."""
+        if self.publisher.next_day is not None:
+            return self.publisher.next_day
+        watermark = self.ctx.watermark.value
+        return self.clock.day(watermark) if watermark != NO_TIME else fallback
+
+    def _follow_labels(self, key: bytes, state: "UserState", first_day: int, is_new: bool, fallback: int) -> None:
+        """Count the user under their labels as of the first unpublished day (an event can reach
+        this capability hours before the watermark passes the days before it: those days' figures
+        must not see its values); a later change is followed when the watermark reaches its day."""
+        on = self._labels_day(fallback)
+        codes = self.reader.codes_on(state, on)
+        u = state.ext.get(SLOT)
+        if codes is not None and (u is None or tuple(u.get("g") or ()) != codes):
+            self._follow_segments(state, codes, first_day, is_new)
+            self.ctx.mark_dirty(key, state)
+        change = self.reader.next_change(state, on)
+        if change is not None:
+            self.ctx.schedule(self.clock.start(change), key, LABELS)
+
+    def on_timer(self, key: bytes, state: "UserState", tag: str, due_ms: int) -> None:
+        """A segment value of the user takes effect (its day begins): publish the days before it
+        first (with the old labels), then move the user's figures."""
+        if tag != LABELS:
+            return
+        self.publisher.advance(due_ms)
+        self._follow_labels(key, state, self.clock.day(state.first_ts), False, self.clock.day(due_ms))
+
     def _follow_segments(self, state: "UserState", codes: Codes, first_day: int, is_new: bool) -> None:
         """Count the user under their current segment labels ``codes`` (changed), moving their figures."""
         u = state.ext.get(SLOT)
@@ -340,13 +372,17 @@ class UsagePartition(PartitionCapability):
         u = state.ext.get(SLOT)
         if u is not None:
             self._restore_figures(u)
-        codes = self.reader.codes(state)
+        on = self._labels_day(self.clock.day(state.max_ts))
+        codes = self.reader.codes_on(state, on)
         if codes is not None:
             if u is None:
                 u = state.ext[SLOT] = {}
             if tuple(u.get("g", ())) != codes:  # first seen, or labels resolved differently after a restart
                 self.ctx.mark_dirty(key, state)
             self._count_under(u, codes, first_day)
+            change = self.reader.next_change(state, on)
+            if change is not None:
+                self.ctx.schedule(self.clock.start(change), key, LABELS)
 
     def _restore_figures(self, u: dict[Any, Any]) -> None:
         """Add a recovered user's days to the overall figures."""

@@ -69,11 +69,15 @@ WATERMARK_NOTIFY_STEP_MS = 60_000
 #: A partition tells the others where its source watermark is (a marker on the re-key topic) when
 #: it moved at least this much since its last marker (and when it turns idle or busy, or closes).
 MARKER_STEP_MS = 60_000
-#: A source watermark follows what several users agree on: of the latest event times of the last
-#: ``EVIDENCE_USERS`` distinct users read, it takes the r-th largest, r = 1 + (users - 1) //
-#: ``EVIDENCE_SHARE`` (16 of 256). A device with a fast clock is one user, however many events it sends.
-EVIDENCE_USERS = 256
+#: A source watermark follows what the last ``EVIDENCE_EVENTS`` events agree on: the lower of the
+#: r-th largest event time and the r-th largest of the users' latest times, r = one in
+#: ``EVIDENCE_SHARE`` (16 of 256), at least ``EVIDENCE_FLOOR`` once the window holds 8 users (2 from
+#: 4). A few events with a wrong clock, or one device with a fast clock, move nothing.
+EVIDENCE_EVENTS = 256
 EVIDENCE_SHARE = 16
+EVIDENCE_FLOOR = 3
+#: Events of one user the window keeps (its newest): fewer than r, so one user cannot outvote the rest.
+EVIDENCE_PER_USER = 8
 #: Source clocks kept from the last flushes, so a restart judges from the one of the offset Kafka
 #: resumes at (normally the newest; an older one when the commit after a flush did not happen).
 SOURCE_SNAPSHOTS = 3
@@ -92,4 +96,4 @@ ROCKSDB_TARGET_FILE_MB = 16
 SIGNAL_TYPES = ("lifecycle", "churn_risk", "engagement_score", "account_health")
 SIGNAL_SCHEMA_FILE = "signal.schema.json"
 
-__all__ = ['ENV_PREFIX', 'REPO_ROOT', 'SCHEMAS_DIR', 'EVENT_SCHEMA_FILE', 'ACTIVITY_TYPES', 'EVENT_TYPES', 'METRIC_PREFIX', 'OUTCOMES', 'DEAD_LETTER_REASONS', 'OUTPUT_ROLES', 'COMMIT_BUCKETS_S', 'MS_PER_SECOND', 'MS_PER_MINUTE', 'MS_PER_HOUR', 'MS_PER_DAY', 'PRODUCER_LINGER_MS', 'PRODUCER_MAX_BATCH_BYTES', 'OUTPUT_LINGER_MS', 'INGEST_BATCH_EVENTS', 'INGEST_BATCH_WAIT_S', 'GC_THRESHOLDS', 'COMMIT_EVERY_MESSAGES', 'OUTPUT_KEY_CACHE', 'LOOP_SLICE_S', 'FLUSH_SLICE_RECORDS', 'LOOP_PROBE_S', 'LOOP_BLOCK_BUCKETS_S', 'WATERMARK_NOTIFY_STEP_MS', 'MARKER_STEP_MS', 'EVIDENCE_USERS', 'EVIDENCE_SHARE', 'SOURCE_SNAPSHOTS', 'RESERVED_KEY_PREFIX', 'ROCKSDB_WRITE_BUFFERS', 'ROCKSDB_TARGET_FILE_MB', 'SIGNAL_TYPES', 'SIGNAL_SCHEMA_FILE']
+__all__ = ['ENV_PREFIX', 'REPO_ROOT', 'SCHEMAS_DIR', 'EVENT_SCHEMA_FILE', 'ACTIVITY_TYPES', 'EVENT_TYPES', 'METRIC_PREFIX', 'OUTCOMES', 'DEAD_LETTER_REASONS', 'OUTPUT_ROLES', 'COMMIT_BUCKETS_S', 'MS_PER_SECOND', 'MS_PER_MINUTE', 'MS_PER_HOUR', 'MS_PER_DAY', 'PRODUCER_LINGER_MS', 'PRODUCER_MAX_BATCH_BYTES', 'OUTPUT_LINGER_MS', 'INGEST_BATCH_EVENTS', 'INGEST_BATCH_WAIT_S', 'GC_THRESHOLDS', 'COMMIT_EVERY_MESSAGES', 'OUTPUT_KEY_CACHE', 'LOOP_SLICE_S', 'FLUSH_SLICE_RECORDS', 'LOOP_PROBE_S', 'LOOP_BLOCK_BUCKETS_S', 'WATERMARK_NOTIFY_STEP_MS', 'MARKER_STEP_MS', 'EVIDENCE_EVENTS', 'EVIDENCE_SHARE', 'EVIDENCE_FLOOR', 'EVIDENCE_PER_USER', 'SOURCE_SNAPSHOTS', 'RESERVED_KEY_PREFIX', 'ROCKSDB_WRITE_BUFFERS', 'ROCKSDB_TARGET_FILE_MB', 'SIGNAL_TYPES', 'SIGNAL_SCHEMA_FILE']

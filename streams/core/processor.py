@@ -236,14 +236,14 @@ class PartitionProcessor:
             return "late"
         user_key = event.user.encode()
         moved = source.observe(evidence_id(user_key), ts)
-        estimate = source.estimate()
-        if ts - estimate > self.max_ahead:
-            self._dead_letter("ahead", f"event time {ts} is {(ts - estimate) / 86_400_000:.1f} days ahead of what "
-                              f"this partition's recent users agree on ({estimate}); the limit is max_ahead_s = "
+        ahead = source.ahead(ts)
+        if ahead > self.max_ahead:
+            self._dead_letter("ahead", f"event time {ts} is {ahead / 86_400_000:.1f} days ahead of what this "
+                              f"partition's recent events agree on; the limit is max_ahead_s = "
                               f"{self.max_ahead // 1000}", raw, key, self.partition, offset, received_ms)
             outcome = "dead_letter"
         else:
-            if ts - estimate > self.settings.allowed_lateness_ms:
+            if ahead > self.settings.allowed_lateness_ms:
                 self.count("ahead", None)
             home = self.home(user_key)
             if home != self.partition:
@@ -416,8 +416,8 @@ class PartitionProcessor:
     def _advance(self, target: int, force: bool = False) -> None:
         """Move the watermark to ``target``: in steps, each at the next of a parked event coming
         within reach, a timer falling due, the target; at each step the parked events within reach
-        are applied, then the due timers fire, in due order. Then every capability hears where
-        the watermark is.
+        are applied, then the due timers fire, in due order; every capability hears where the
+        watermark is at each step (in steps of at least ``WATERMARK_NOTIFY_STEP_MS``) and at the end.
 
         With a time slice (``slice_s``) the processor does what fits in it and keeps the rest as
         :attr:`backlog` for :meth:`work`, which the runtime calls on the next turns of the event
@@ -464,14 +464,18 @@ class PartitionProcessor:
                     return True
             if step >= target:
                 break
+            if step - self._notified >= WATERMARK_NOTIFY_STEP_MS:
+                self._notify(step)  # days the watermark passes close before what comes after them
         self.backlog = False
-        if not self._force_notify and target - self._notified < WATERMARK_NOTIFY_STEP_MS:
-            return False
-        self._force_notify = False
-        self._notified = target
-        for cap in self.capabilities:
-            cap.on_watermark(target)
+        if self._force_notify or target - self._notified >= WATERMARK_NOTIFY_STEP_MS:
+            self._notify(target)
         return False
+
+    def _notify(self, watermark: int) -> None:
+        self._force_notify = False
+        self._notified = watermark
+        for cap in self.capabilities:
+            cap.on_watermark(watermark)
 
     def figures(self) -> dict[str, Any]:
         """Partition figures: the core counts plus every capability's, all additive."""

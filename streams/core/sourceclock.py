@@ -7,17 +7,24 @@ it, however fast, after however many restarts).
 
 Evidence, not a claim. A watermark moved by the newest event time (max - lateness) is moved by a
 single event whose clock runs ahead: one device stamping events hours or weeks ahead would make
-every later event of its partition late. Here the watermark follows what *several users* agree
-on: the clock keeps each recently seen user's latest event time (the last ``EVIDENCE_USERS``
-distinct users, least recently seen dropped first) and takes the r-th largest of them, where r is
-one in ``EVIDENCE_SHARE`` of the users kept (at least one): with 256 users, 16 must have reached a
-time before the watermark follows it (watermark = that time - allowed lateness). A device with a
-fast clock is one user however many events it sends; fewer than r of them move nothing. Its
-events are still applied, at their own times (nothing is lost); they are counted as *ahead*.
+every later event of its partition late. Here the watermark follows what the recent events agree
+on. Over a window of the last ``EVIDENCE_EVENTS`` events read (each user keeping at most its last
+``EVIDENCE_PER_USER`` events in it, so one user flooding the partition cannot push the others
+out), two robust statistics are taken, and the watermark follows the lower of them (minus the
+allowed lateness):
 
-A real new period moves the clock as soon as r users show it: the first events of a day stamped
-at 23:59:59 (a day-granular log), the first events after a weekend. A partition with few users
-follows them closely (r = 1 below 17 users), with no protection against a fast clock then.
+* the r-th largest event time: a few events with a wrong clock (say 1 in 100, hours to weeks
+  ahead) are fewer than r and move nothing, and they leave the window as the stream moves on;
+* the r-th largest of the users' latest event times (each user counted once, with the time of
+  its most recent event in the window): one device with a fast clock is one user, however many
+  events it sends.
+
+r is one in ``EVIDENCE_SHARE`` of what is counted (16 of 256 events), and at least three once the
+window holds 8 users (two from 4). Events stamped ahead are still applied, at their own times
+(nothing is lost); they are counted as *ahead*. A real new period moves the watermark as soon as
+enough events and users show it: the first events of a day stamped at 23:59:59 (a day-granular
+log), the first events after a weekend. A partition with one to three recent users follows them
+closely, without that protection: with so few clocks there is nothing to outvote one.
 
 The wall clock decides one thing only: when a partition has read nothing for ``idle_ms``, it is
 *idle* (its input is exhausted or quiet); its watermark then advances with the wall clock from its
@@ -36,11 +43,21 @@ from __future__ import annotations
 import bisect
 import zlib
 from array import array
-from collections import OrderedDict
+from collections import deque
 from typing import Any
 
-from streams.config import EVIDENCE_SHARE, EVIDENCE_USERS
+from streams.config import EVIDENCE_EVENTS, EVIDENCE_FLOOR, EVIDENCE_PER_USER, EVIDENCE_SHARE
 from streams.core.eventtime import NO_TIME
+
+
+def evidence_needed(counted: int, users: int) -> int:
+    """How many of ``counted`` values (events or users) must have reached a time for the watermark
+    to follow it: one in ``EVIDENCE_SHARE``, at least ``EVIDENCE_FLOOR`` when the window holds
+    8 users and 2 from 4; with fewer users, one (there is nothing to outvote)."""
+    if users < EVIDENCE_FLOOR + 1:
+        return 1
+    floor = EVIDENCE_FLOOR if users >= 2 * EVIDENCE_FLOOR + 2 else 2
+    return max(1 + (counted - 1) // EVIDENCE_SHARE, floor)
 
 
 def evidence_id(user_key: bytes) -> int:
@@ -51,8 +68,8 @@ def evidence_id(user_key: bytes) -> int:
 class SourceClock:
     """The watermark of the events read from one partition, advanced by evidence."""
 
-    __slots__ = ("lateness_ms", "idle_ms", "value", "position", "closed", "idle", "latest", "times",
-                 "forwarded", "_last_arrival")
+    __slots__ = ("lateness_ms", "idle_ms", "value", "position", "closed", "idle", "window", "mine", "gone", "size",
+                 "times", "latest", "users", "forwarded", "_seq", "_last_arrival")
 
     def __init__(self, lateness_ms: int, idle_ms: int) -> None:
         self.lateness_ms = lateness_ms
@@ -65,30 +82,39 @@ class SourceClock:
         """A close record was read and no event since: no wall-clock advance."""
         self.idle = False
         """Nothing read for ``idle_ms`` (wall clock): the other partitions do not wait for it."""
-        self.latest: OrderedDict[int, int] = OrderedDict()
-        """User identity -> latest event time, least recently seen first."""
+        self.window: deque[tuple[int, int, int]] = deque()
+        """(number, user, event time) of the events in the window, oldest first (some already
+        taken out: their numbers are in ``gone``)."""
+        self.mine: dict[int, deque[tuple[int, int]]] = {}
+        """User -> its (number, event time) in the window, oldest first (at most ``EVIDENCE_PER_USER``)."""
+        self.gone: set[int] = set()
+        self.size = 0
+        """Events in the window."""
         self.times: list[int] = []
+        """The window's event times, sorted."""
+        self.latest: dict[int, int] = {}
+        """User -> the time of its most recent event in the window."""
+        self.users: list[int] = []
         """The values of ``latest``, sorted."""
         self.forwarded: dict[int, int] = {}
         """Partition -> offset of the newest event read here and forwarded to it (ever: restored
         with the clock, so a partition owning both knows when nothing is in flight between them)."""
+        self._seq = 0
         self._last_arrival = 0.0
 
     # --- reading ---------------------------------------------------------------------------
     def estimate(self) -> int:
-        """The time at least r of the recently seen users have reached (NO_TIME before any)."""
-        times = self.times
+        """The time the recent events and users agree on (NO_TIME before any event)."""
+        times, users = self.times, self.users
         if not times:
             return NO_TIME
-        return times[(len(times) - 1) - (len(times) - 1) // EVIDENCE_SHARE]
+        n = len(users)
+        by_event = times[len(times) - evidence_needed(len(times), n)]
+        by_user = users[n - evidence_needed(n, n)]
+        return by_event if by_event < by_user else by_user
 
     def is_late(self, ts: int) -> bool:
         return ts < self.value
-
-    def ahead(self, ts: int) -> bool:
-        """Is ``ts`` further ahead of what the users agree on than the allowed lateness?"""
-        times = self.times
-        return bool(times) and ts - self.lateness_ms > self.estimate()
 
     def read(self, offset: int, wall_ms: float) -> None:
         """A message was read at ``offset`` (whatever it was)."""
@@ -103,22 +129,55 @@ class SourceClock:
     def observe(self, who: int, ts: int) -> bool:
         """Take an on-time event of user ``who`` into account; True when the watermark moved."""
         self.closed = False
-        latest, times = self.latest, self.times
-        old = latest.pop(who, None)
-        if old is None:
-            bisect.insort(times, ts)
-            if len(latest) >= EVIDENCE_USERS:
-                _, gone = latest.popitem(last=False)
-                del times[bisect.bisect_left(times, gone)]
-        elif old != ts:
-            del times[bisect.bisect_left(times, old)]
-            bisect.insort(times, ts)
-        latest[who] = ts
-        candidate = times[(len(times) - 1) - (len(times) - 1) // EVIDENCE_SHARE] - self.lateness_ms
+        self._add(who, ts)
+        candidate = self.estimate() - self.lateness_ms
         if candidate > self.value:
             self.value = candidate
             return True
         return False
+
+    def _add(self, who: int, ts: int) -> None:
+        """Put an event in the window: a user keeps at most ``EVIDENCE_PER_USER`` events there (its
+        oldest goes), the window at most ``EVIDENCE_EVENTS`` (the oldest event goes)."""
+        times, users, latest = self.times, self.users, self.latest
+        number = self._seq = self._seq + 1
+        self.window.append((number, who, ts))
+        mine = self.mine.get(who)
+        if mine is None:
+            mine = self.mine[who] = deque()
+        mine.append((number, ts))
+        bisect.insort(times, ts)
+        old = latest.get(who)
+        if old is None:
+            bisect.insort(users, ts)
+        elif old != ts:
+            del users[bisect.bisect_left(users, old)]
+            bisect.insort(users, ts)
+        latest[who] = ts
+        self.size += 1
+        if len(mine) > EVIDENCE_PER_USER:  # a user flooding the partition stays one of many
+            gone, gone_ts = mine.popleft()
+            self.gone.add(gone)
+            del times[bisect.bisect_left(times, gone_ts)]
+            self.size -= 1
+        window = self.window
+        while self.size > EVIDENCE_EVENTS or (window and window[0][0] in self.gone):
+            number, gone_who, gone_ts = window.popleft()
+            if number in self.gone:
+                self.gone.discard(number)
+                continue
+            del times[bisect.bisect_left(times, gone_ts)]
+            left = self.mine[gone_who]
+            left.popleft()
+            if not left:  # its last event in the window: the user leaves it
+                del self.mine[gone_who]
+                del users[bisect.bisect_left(users, latest.pop(gone_who))]
+            self.size -= 1
+
+    def ahead(self, ts: int) -> int:
+        """How far ``ts`` is ahead of what the recent events agree on (0: not ahead)."""
+        estimate = self.estimate()
+        return max(0, ts - estimate) if estimate != NO_TIME else 0
 
     # --- time passing without events ------------------------------------------------------
     def idle_check(self, wall_ms: float, paused: bool) -> bool:
@@ -154,16 +213,19 @@ class SourceClock:
     # --- restarts --------------------------------------------------------------------------
     def snapshot(self) -> list[Any]:
         """What :meth:`restore` needs to judge the messages from ``position`` on as before."""
+        live = [(who, ts) for number, who, ts in self.window if number not in self.gone]
         return [self.position, self.value, self.closed,
-                array("I", self.latest.keys()).tobytes(), array("q", self.latest.values()).tobytes(),
+                array("I", (w for w, _ in live)).tobytes(), array("q", (t for _, t in live)).tobytes(),
                 {str(p): o for p, o in self.forwarded.items()}]
 
     def restore(self, snap: list[Any]) -> None:
-        position, value, closed, whos, times, forwarded = snap
+        position, value, closed, whos, stamps, forwarded = snap
         self.position, self.value, self.closed = position, value, closed
         self.forwarded = {int(p): o for p, o in forwarded.items()}
-        ids, stamps = array("I"), array("q")
+        ids, times = array("I"), array("q")
         ids.frombytes(whos)
-        stamps.frombytes(times)
-        self.latest = OrderedDict(zip(ids, stamps))
-        self.times = sorted(stamps)
+        times.frombytes(stamps)
+        self.window, self.mine, self.gone, self.size = deque(), {}, set(), 0
+        self.times, self.latest, self.users = [], {}, []
+        for who, ts in zip(ids, times):
+            self._add(who, ts)

@@ -218,7 +218,7 @@ def test_per_user_counts_per_day_and_rolling_windows() -> None:
     stream, _, _ = scenario(seed=13, users=25, start_ms=T0)
     p = Pipeline()
     p.feed(stream)
-    p.sweep(days=1)
+    p.sweep()  # the watermark follows what several users agree on: in a sparse stream, well behind the newest
     p.runtime.flush()
     part = p.runtime.processor(0)
     usage = next(c for c in part.capabilities if isinstance(c, UsagePartition))
