@@ -323,9 +323,14 @@ class UsagePartition(PartitionCapability):
         if codes is not None and (u is None or tuple(u.get("g") or ()) != codes):
             self._follow_segments(state, codes, first_day, is_new)
             self.ctx.mark_dirty(key, state)
+        self._follow_later(key, state, on)
+
+    def _follow_later(self, key: bytes, state: "UserState", on: int) -> None:
+        """A label of the user changes after day ``on``: follow it just after that day's start,
+        when every timer of the days before (the sessions' visits among them) has fired."""
         change = self.reader.next_change(state, on)
         if change is not None:
-            self.ctx.schedule(self.clock.start(change), key, LABELS)
+            self.ctx.schedule(self.clock.start(change) + 1, key, LABELS)
 
     def on_timer(self, key: bytes, state: "UserState", tag: str, due_ms: int) -> None:
         """A segment value of the user takes effect (its day begins): publish the days before it
@@ -380,9 +385,7 @@ class UsagePartition(PartitionCapability):
             if tuple(u.get("g", ())) != codes:  # first seen, or labels resolved differently after a restart
                 self.ctx.mark_dirty(key, state)
             self._count_under(u, codes, first_day)
-            change = self.reader.next_change(state, on)
-            if change is not None:
-                self.ctx.schedule(self.clock.start(change), key, LABELS)
+            self._follow_later(key, state, on)
 
     def _restore_figures(self, u: dict[Any, Any]) -> None:
         """Add a recovered user's days to the overall figures."""
