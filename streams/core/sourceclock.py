@@ -19,12 +19,13 @@ allowed lateness):
   its most recent event in the window): one device with a fast clock is one user, however many
   events it sends.
 
-r is one in ``EVIDENCE_SHARE`` of what is counted (16 of 256 events), and at least three once the
-window holds 8 users (two from 4). Events stamped ahead are still applied, at their own times
-(nothing is lost); they are counted as *ahead*. A real new period moves the watermark as soon as
-enough events and users show it: the first events of a day stamped at 23:59:59 (a day-granular
-log), the first events after a weekend. A partition with one to three recent users follows them
-closely, without that protection: with so few clocks there is nothing to outvote one.
+r is one in ``EVIDENCE_SHARE`` of what is counted (16 of 256 events); at least two events, and at
+least three users once the window holds 8 users (two from 4). Events stamped ahead are still
+applied, at their own times (nothing is lost); they are counted as *ahead*. A real new period
+moves the watermark as soon as enough events and users show it: the first events of a day stamped
+at 23:59:59 (a day-granular log), the first events after a weekend. A partition whose window holds
+one to three users follows them closely (one event behind the newest): a single event with a wrong
+clock cannot move it, one of those users sending several can.
 
 The wall clock decides one thing only: when a partition has read nothing for ``idle_ms``, it is
 *idle* (its input is exhausted or quiet); its watermark then advances with the wall clock from its
@@ -50,14 +51,16 @@ from streams.config import EVIDENCE_EVENTS, EVIDENCE_FLOOR, EVIDENCE_PER_USER, E
 from streams.core.eventtime import NO_TIME
 
 
-def evidence_needed(counted: int, users: int) -> int:
-    """How many of ``counted`` values (events or users) must have reached a time for the watermark
-    to follow it: one in ``EVIDENCE_SHARE``, at least ``EVIDENCE_FLOOR`` when the window holds
-    8 users and 2 from 4; with fewer users, one (there is nothing to outvote)."""
-    if users < EVIDENCE_FLOOR + 1:
-        return 1
-    floor = EVIDENCE_FLOOR if users >= 2 * EVIDENCE_FLOOR + 2 else 2
-    return max(1 + (counted - 1) // EVIDENCE_SHARE, floor)
+def evidence_needed(counted: int, users: int, events: bool) -> int:
+    """How many of ``counted`` values (events, or users) must have reached a time for the
+    watermark to follow it: one in ``EVIDENCE_SHARE``; at least two events (one event with a
+    wrong clock never moves it); at least ``EVIDENCE_FLOOR`` users once the window holds 8 users,
+    two from 4 (fewer users than that: one, there is nothing to outvote)."""
+    share = 1 + (counted - 1) // EVIDENCE_SHARE
+    if events:
+        return max(share, min(2, counted))
+    floor = EVIDENCE_FLOOR if users >= 2 * EVIDENCE_FLOOR + 2 else 2 if users >= EVIDENCE_FLOOR + 1 else 1
+    return max(share, floor)
 
 
 def evidence_id(user_key: bytes) -> int:
@@ -109,8 +112,8 @@ class SourceClock:
         if not times:
             return NO_TIME
         n = len(users)
-        by_event = times[len(times) - evidence_needed(len(times), n)]
-        by_user = users[n - evidence_needed(n, n)]
+        by_event = times[len(times) - evidence_needed(len(times), n, True)]
+        by_user = users[n - evidence_needed(n, n, False)]
         return by_event if by_event < by_user else by_user
 
     def is_late(self, ts: int) -> bool:

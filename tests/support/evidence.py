@@ -2,10 +2,10 @@
 
 Per partition, in the order its events are read: the last ``events`` on-time events, each user
 keeping only its newest ``per_user`` of them; the
-watermark is the lower of the r-th largest of their times and the r-th largest of their users'
-latest times (each user once, with its most recent event in the window), minus the allowed
-lateness, where r is one in ``share`` of what is counted, at least 3 when the window holds 8
-users and 2 from 4, and 1 below 4 users; it never moves back. An event older than the watermark
+watermark is the lower of the r-th largest of their times (r: one in ``share`` of them, at least
+2) and the r-th largest of their users' latest times (each user once, with its most recent event
+in the window; r: one in ``share`` of them, at least 3 from 8 users, 2 from 4, else 1), minus the
+allowed lateness; it never moves back. An event older than the watermark
 when it is read is late. Written from the definition, sharing no code with
 ``streams.core.sourceclock`` (a list, a dict and two sorts per event).
 """
@@ -37,12 +37,10 @@ class ReferenceWatermark:
             latest[who] = when
         users = len(latest)
 
-        def needed(counted: int) -> int:
-            if users < 4:
-                return 1
-            return max(1 + (counted - 1) // self.share, 3 if users >= 8 else 2)
-
-        by_event = sorted((t for _, t in self.window), reverse=True)[needed(len(self.window)) - 1]
-        by_user = sorted(latest.values(), reverse=True)[needed(users) - 1]
+        events = len(self.window)
+        by_event = sorted((t for _, t in self.window), reverse=True)[max(1 + (events - 1) // self.share,
+                                                                         min(2, events)) - 1]
+        floor = 3 if users >= 8 else 2 if users >= 4 else 1
+        by_user = sorted(latest.values(), reverse=True)[max(1 + (users - 1) // self.share, floor) - 1]
         candidate = min(by_event, by_user) - self.lateness_ms
         self.value = candidate if self.value is None else max(self.value, candidate)

@@ -234,6 +234,7 @@ def test_a_partition_sends_one_message_per_account_and_day_with_the_days_newest_
                "timestamp": day0 + 7_100_000}]
     later = {"type": "page", "user_id": "u1", "account_id": "acme", "event_id": "p2",
              "timestamp": day0 + 3 * MS_PER_DAY}
+    later2 = dict(later, event_id="p3", timestamp=day0 + 3 * MS_PER_DAY + 60_000)  # two events move time
 
     def feed(runtime: Any, docs: list[dict[str, Any]], first: int) -> None:
         for offset, doc in enumerate(docs, start=first):
@@ -245,7 +246,7 @@ def test_a_partition_sends_one_message_per_account_and_day_with_the_days_newest_
     if restart:
         runtime.flush()
         runtime, _, sink = unit_runtime(settings, build_capabilities(settings), table.recovered())
-    feed(runtime, [later], len(events))
+    feed(runtime, [later, later2], len(events))
     sent = [m for m in sink.values(settings.account_shares_topic) if m["kind"] == "share" and m["day"] == DAY]
     assert len(sent) == 1
     assert sent[0]["seats"] == [day0 + 7_200_000, 7]
