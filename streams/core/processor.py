@@ -161,11 +161,12 @@ class PartitionProcessor:
                 self._pick_snapshot = True
         self.source.touch(wall_ms)
         for key, state in self.store.items(self.partition):
-            if state.events:
-                self.users += 1
-                self.events += state.events
             for ts, _ in state.parked:
                 heapq.heappush(self.parked, (ts - self.lookahead, key))
+            if not state.events:
+                continue  # only parked events yet: no capability has seen this user
+            self.users += 1
+            self.events += state.events
             for cap in self.capabilities:
                 cap.restore(key, state)
         self._advance(self.watermark.value, force=True)

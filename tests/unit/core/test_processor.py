@@ -248,3 +248,22 @@ def test_flush_writes_partition_tables_before_the_users_that_refer_to_them() -> 
         store.mark_dirty(0, name, UserState())
     store.flush()
     assert [key for _, key, _ in table.changelog] == [RESERVED_KEY_PREFIX + b"codes", b"u1", b"u2"]
+
+
+def test_a_record_holding_only_parked_events_is_no_user_after_a_restart() -> None:
+    """Events too far ahead wait in the record; a restart re-parks them and counts no user (and no
+    capability restores anything) until they are applied."""
+    from streams.capabilities.registry import build_capabilities
+
+    settings = unit_settings(partitions=2)
+    home = HomePartitions(2, 10)
+    user = next(f"u{i}" for i in range(100) if home(f"u{i}".encode()) == 1)
+    runtime, table, sink = unit_runtime(settings, build_capabilities(settings))
+    Loopback(runtime, sink).send(1, user.encode(), ev("a", user=user), T0)  # partition 0 unknown yet: parked
+    runtime.flush()
+    restarted, _, sink2 = unit_runtime(settings, build_capabilities(settings), table.recovered())
+    proc = restarted.processor(1)
+    assert (proc.users, proc.events, len(proc.parked)) == (0, 0, 1)
+    Loopback(restarted, sink2).close(T0)
+    assert (proc.users, proc.events) == (1, 1)
+    assert proc.figures()["usage_users_total"] == 1  # counted once, when applied
