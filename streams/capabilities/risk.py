@@ -27,10 +27,16 @@ assessments lower it. New users (``onboarding_days`` since first seen) have no b
 judged by onboarding rules (no drop rules, medium at most unless they show a cancel intent)
 instead of as churners.
 
-The capability listens to the engagement capability's ``engagement_evaluated`` notices (a daily
-one per user as event time advances, and one at once on a negative-intent or escalation event),
-keeps the band in ``state.ext["r"]`` (``[band, calm assessments so far]``) and emits a
-``churn_risk`` signal on each change.
+The capability listens to the engagement capability's ``engagement_evaluated`` notices, keeps the
+band in ``state.ext["r"]`` (``[band, calm assessments so far]``) and emits a ``churn_risk`` signal
+on each change. The rules are those of a daily assessment of every user in scope, but the work
+follows what changes: the user is judged on the days with new activity (and at once on a
+negative-intent or escalation event), and on the days their band or calm run can change while
+they send nothing, which this capability works out after each judgement (:meth:`RiskPartition.next_day`)
+and asks the engagement capability for. On the days in between the assessment would find what it
+found the last time, so they count as calm assessments when the last one was calm
+(``skipped_days`` of the notice). ``tests/integration/test_sparse.py`` checks the bands of every
+user on every day against a batch assessment of every day.
 """
 
 from __future__ import annotations
@@ -41,9 +47,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from streams.capabilities.engagement import NOTICE, EngagementPartition
+from streams.capabilities.engagement import NOTICE, EngagementPartition, Facts
 from streams.capabilities.signals import SignalCounts, reason, signal, signal_id
-from streams.config import METRIC_PREFIX, RISK_BANDS, RiskConfig, Settings
+from streams.config import BASELINE_DAYS, METRIC_PREFIX, RECENT_DAYS, RISK_BANDS, RiskConfig, Settings
 from streams.core.calendar import DayClock
 from streams.core.capability import Capability, PartitionCapability, Shared
 
@@ -60,6 +66,7 @@ class Assessment(NamedTuple):
     points: float
     reasons: list[dict[str, Any]]
     onboarding: bool
+    parts: list[float] = []
 
 
 def _clamp(x: float) -> float:
@@ -104,38 +111,52 @@ class RiskRules:
         c = self.c
         onboarding = facts["history_days"] <= c.onboarding_days
         reasons: list[dict[str, Any]] = []
-        total = 0.0
-        recency, gap = facts.get("recency_days"), facts.get("gap_days")
+        parts = [0.0, 0.0, 0.0, 0.0]
+        """Points of silence, usage drop, cancel intents, escalations (summed in this order)."""
+        recency = facts.get("recency_days")
         if recency is not None:
-            if gap is None:  # no baseline yet: no normal gap to judge by
-                start, full = c.onboarding_inactive_days, c.inactive_high_days
-                usual = f"first seen {facts['history_days']} days ago"
-            else:
-                start = max(c.inactive_medium_days, c.inactive_medium_gaps * gap)
-                full = max(c.inactive_high_days, c.inactive_high_gaps * gap)
-                usual = f"usually active every {gap:.1f} days"
-            if recency >= start:
-                points = c.medium + (c.high - c.medium) * _clamp((recency - start) / max(1.0, full - start))
-                total += points
+            start, full, usual = self.silence(facts)
+            points = self.silence_points(recency, start, full)
+            if points:
+                parts[0] = points
                 reasons.append(reason("inactive_days", f"no activity for {recency} days ({usual})", points))
         if not onboarding:
-            points, drops = self._drop(facts)
-            total += points
+            parts[1], drops = self._drop(facts)
             reasons.extend(drops)
         negative = facts.get("negative_events") or 0
         if negative:
-            total += c.negative_points
+            parts[2] = c.negative_points
             reasons.append(reason("negative_event", f"{negative} cancel or downgrade intent"
                                   f"{'s' if negative > 1 else ''} in the last {c.negative_days} days",
                                   c.negative_points))
         escalations = facts.get("escalations") or 0
         if escalations:
-            points = min(c.escalation_max_points, escalations * c.escalation_points)
-            total += points
+            parts[3] = min(c.escalation_max_points, escalations * c.escalation_points)
             reasons.append(reason("escalations", f"{escalations} support escalation"
-                                  f"{'s' if escalations > 1 else ''} in the last {c.escalation_days} days", points))
+                                  f"{'s' if escalations > 1 else ''} in the last {c.escalation_days} days", parts[3]))
         reasons.sort(key=lambda r: -r["points"])
-        return Assessment(min(100.0, total), reasons, onboarding)
+        return Assessment(self.total(parts), reasons, onboarding, parts)
+
+    @staticmethod
+    def total(parts: Sequence[float]) -> float:
+        """The points of an assessment from its parts (one expression, so that a day's points can
+        be recomputed exactly with another silence)."""
+        return min(100.0, 0.0 + parts[0] + parts[1] + parts[2] + parts[3])
+
+    def silence(self, facts: Mapping[str, Any]) -> tuple[float, float, str]:
+        """(days of silence that start to count, days that count fully, the user's rhythm in words)."""
+        c = self.c
+        gap = facts.get("gap_days")
+        if gap is None:  # no baseline yet: no normal gap to judge by
+            return c.onboarding_inactive_days, c.inactive_high_days, f"first seen {facts['history_days']} days ago"
+        return (max(c.inactive_medium_days, c.inactive_medium_gaps * gap),
+                max(c.inactive_high_days, c.inactive_high_gaps * gap), f"usually active every {gap:.1f} days")
+
+    def silence_points(self, recency: int, start: float, full: float) -> float:
+        c = self.c
+        if recency < start:
+            return 0.0
+        return c.medium + (c.high - c.medium) * _clamp((recency - start) / max(1.0, full - start))
 
     def _drop(self, facts: Mapping[str, Any]) -> tuple[float, list[dict[str, Any]]]:
         c = self.c
@@ -185,6 +206,13 @@ class RiskRules:
             return previous
         return band
 
+    def daily(self, previous: int, calm: int, points: float, onboarding: bool, strong: bool) -> tuple[int, int]:
+        """A daily assessment: the band and the calm assessments in a row after it."""
+        band = self.band(previous, points, onboarding, strong, calm)
+        if band == previous and band != LOW and self.calm(band, points):
+            return band, min(calm + 1, self.c.calm_days)
+        return band, 0
+
     def calm(self, band: int, points: float) -> bool:
         """Whether an assessment of ``points`` is below the exit threshold of ``band`` (medium or high)."""
         c = self.c
@@ -228,6 +256,7 @@ class RiskPartition(PartitionCapability):
         super().__init__(ctx)
         self.shared = shared
         self.bands: Counter[int] = Counter()
+        self._peer: EngagementPartition | None = None
 
     def restore(self, key: bytes, state: "UserState") -> None:
         slot = state.ext.get(SLOT)
@@ -244,16 +273,22 @@ class RiskPartition(PartitionCapability):
         calm = slot[1] if slot and len(slot) > 1 else 0
         strong = any(r["code"] == "negative_event" for r in assessment.reasons)
         daily = payload["trigger"] == "day"
-        band = rules.band(previous or LOW, assessment.points, assessment.onboarding, strong, calm)
-        if not daily:  # an event can raise the band at once; lowering waits for the daily assessment
-            band = max(band, previous or LOW)
         if daily:
-            calm = min(calm + 1, self.shared.settings.risk.calm_days) \
-                if band == previous and band != LOW and rules.calm(band, assessment.points) else 0
+            if calm:  # the days in scope since the last judgement were calm as well: nothing changed then
+                calm = min(calm + payload.get("skipped_days", 0), self.shared.settings.risk.calm_days)
+            band, calm = rules.daily(previous or LOW, calm, assessment.points, assessment.onboarding, strong)
+        else:  # an event can raise the band at once; lowering waits for the daily assessment
+            band = max(rules.band(previous or LOW, assessment.points, assessment.onboarding, strong, calm),
+                       previous or LOW)
         stored = [band, calm] if calm else [band]
         if stored != slot:
             state.ext[SLOT] = stored
             self.ctx.mark_dirty(key, state)
+        if daily:
+            due = self.next_day(payload, assessment, band, calm, strong)
+            engagement = self._engagement()
+            if due is not None and engagement is not None:
+                engagement.request(key, state, due)
         if previous == band:
             return
         if previous is not None:
@@ -272,6 +307,79 @@ class RiskPartition(PartitionCapability):
                "reasons": assessment.reasons, "onboarding": assessment.onboarding,
                "trigger": payload["trigger"]}))
         self.shared.signals.add("churn_risk", new)
+
+    def _engagement(self) -> EngagementPartition | None:
+        if self._peer is None:
+            self._peer = self.ctx.peer(EngagementPartition)
+        return self._peer
+
+    def next_day(self, payload: Mapping[str, Any], assessment: Assessment, band: int, calm: int,
+                 strong: bool) -> int | None:
+        """The next day on which the user's band or calm run can change if they send nothing:
+        the user is judged again then (and the days in between need no look).
+
+        Between the days on which the user's facts change (the usage-drop windows while they
+        still move, a normal gap, a mark leaving its window, the end of onboarding), only the
+        silence grows; the days it takes the points across a threshold, and the day a calm run
+        completes, are found by stepping the same rules forward day by day (points recomputed by
+        the same expression, so exactly as a daily assessment would find them)."""
+        c = self.shared.rules.c
+        rules = self.shared.rules
+        day, recency = payload["day"], payload.get("recency_days")
+        facts: Facts | None = payload.get("facts")
+        if recency is None or facts is None:
+            return None
+        last = day - recency
+        found: list[int] = []
+        onboarding = assessment.onboarding
+        if onboarding:
+            found.append(payload["first_day"] + c.onboarding_days)
+        if facts.anchor_moves() and facts.ledger.usage(day - RECENT_DAYS - BASELINE_DAYS, day).active_days \
+                >= 2 * c.habit_active_days:  # a usage drop can still move (needs a habit in two weeks)
+            found.append(day + 1)
+        for kind, days in (("negative", c.negative_days), ("escalations", c.escalation_days)):
+            expiry = facts.mark_expiry(kind, days)
+            if expiry is not None:
+                found.append(expiry)
+        calm_days = c.calm_days
+        # Silence earns nothing before ``counts_from`` whatever the normal gap; from then on the
+        # gap in effect decides when it starts and ends counting (it changes as active days
+        # enter and leave the baseline: each change bounds the stretch looked at here).
+        e = max(day + 1, last + math.ceil(min(c.inactive_medium_days, c.onboarding_inactive_days)))
+        gap_change = facts.ledger.baseline_change(e + 1)
+        if gap_change is not None:
+            found.append(gap_change)
+        bound: float = min((d for d in found if d > day), default=math.inf)
+        if calm and e > day + 1:  # the points stay those of ``day`` until ``e``
+            completes = day + calm_days - calm
+            if completes < min(e, bound):
+                return completes
+            calm += int(min(e, bound)) - day - 1
+        gap = facts.gap_on(e)
+        start, full, _ = rules.silence({**payload, "gap_days": None if gap is None else round(gap, 2)})
+        parts = list(assessment.parts)
+        while e < bound:
+            r = e - last
+            parts[0] = rules.silence_points(r, start, full)
+            after, after_calm = rules.daily(band, calm, rules.total(parts), onboarding, strong)
+            if after != band or (after_calm == 0) != (calm == 0):
+                return e
+            calm = after_calm
+            if start <= r < full:  # the silence grows every day: look at the next one
+                e += 1
+                continue
+            # The points stay as they are until silence starts counting (or for good, once it
+            # counts fully): only a calm run goes on, and completes after ``calm_days``.
+            stop = min(last + math.ceil(start) if r < start else math.inf, bound)
+            if calm:
+                completes = e + calm_days - calm
+                if completes < stop:
+                    return completes
+                calm += int(min(stop, completes)) - e - 1
+            if stop == math.inf:
+                return None
+            e = int(stop)
+        return int(bound) if bound < math.inf else None
 
     def figures(self) -> dict[str, Any]:
         return {f"risk_{name}": self.bands.get(code, 0) for code, name in enumerate(RISK_BANDS)}
