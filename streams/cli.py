@@ -212,23 +212,30 @@ def demo(config_file: str | None, bootstrap: str | None, partitions: int | None,
 
 @main.command()
 @connection_options
-@click.option("--events", "n_events", type=int, default=200_000, show_default=True, help="Synthetic events to pre-produce.")
-@click.option("--users", type=int, default=5000, show_default=True, help="Distinct simulated users.")
+@click.option("--events", "n_events", type=int, default=200_000, show_default=True,
+              help="Events of the dense workload.")
+@click.option("--users", type=int, default=5000, show_default=True, help="Distinct users of the dense workload.")
+@click.option("--workload", "names", multiple=True, default=("dense",), show_default=True,
+              type=click.Choice(["dense", "sparse", "grid", "kdd2015", "all"]),
+              help="Workloads to measure (repeatable): dense, sparse (50,000 users over 365 days), grid "
+                   "(users x1/x4, days x1/x4), kdd2015 (a real log, if ../shared/datasets has it), all.")
+@click.option("--scale", type=float, default=1.0, show_default=True,
+              help="Shrink the sparse and grid user counts (e.g. 0.1 for a quick look).")
 @click.option("--repeat", type=int, default=3, show_default=True, help="Runs of each mode; medians are reported.")
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Also write the results as JSON.")
 @click.option("--store", default=None, help="Table store for the pipeline runs (memory:// or rocksdb://).")
 @friendly
 def bench(config_file: str | None, bootstrap: str | None, partitions: int | None, n_events: int, users: int,
-          repeat: int, json_out: str | None, store: str | None) -> None:
+          names: tuple[str, ...], scale: float, repeat: int, json_out: str | None, store: str | None) -> None:
     """Throughput of the full pipeline against a bare Faust agent, on the same pre-produced events."""
     settings = settings_from(config_file, bootstrap=bootstrap, partitions=partitions, store=store)
-    for name, value in (("--events", n_events), ("--users", users), ("--repeat", repeat)):
+    for name, value in (("--events", n_events), ("--users", users), ("--repeat", repeat), ("--scale", scale)):
         if value <= 0:
             raise click.UsageError(f"{name}: must be greater than 0, got {value}")
     from streams.tools.bench import run_bench
 
     run_bench(settings, config_file=config_file, n_events=n_events, users=users, repeat=repeat,
-              json_out=json_out)
+              json_out=json_out, names=names, scale=scale)
 
 
 @main.command()

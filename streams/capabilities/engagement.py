@@ -7,8 +7,7 @@ close of the days on which something about them can change, never in a sweep ove
 * the days with new inputs (an activity event; sessions close before the day is judged);
 * the days their own timers fall due: other capabilities ask for them (``request``: churn risk
   for an inactivity threshold, the end of onboarding, a calm run; accounts for the day the user
-  stops counting as active), and the score asks for two of its own while the user is silent (the
-  day their cadence window has emptied, the day their recency marks run out);
+  stops counting as active);
 * ``horizon_days`` after their last activity the user leaves scope ("rests"): out of the peer
   groups and the account shares, until their next activity.
 
@@ -62,7 +61,6 @@ are ``engagement_score`` signals.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -119,7 +117,7 @@ class Facts:
 
     __slots__ = ("day", "at_ms", "trigger", "first_day", "last_active", "recent", "baseline", "baseline_days",
                  "breadth", "negative", "escalations", "weeks", "anchored", "window", "window_sum", "gap", "ledger",
-                 "anchor_days")
+                 "anchor_days", "cols", "anchor")
 
     def __init__(self, ledger: Ledger, day: int, first_day: int, at_ms: int, trigger: str,
                  anchor_days: int, negative_days: int, escalation_days: int, window_days: int = RECENT_DAYS,
@@ -131,8 +129,8 @@ class Facts:
         self.trigger = trigger
         self.first_day = min(first_day, day)
         self.last_active = ledger.last_active(day)
-        anchor = day if self.last_active is None else min(day, self.last_active + anchor_days)
-        cols = ledger.columns(anchor - RECENT_DAYS - BASELINE_DAYS + 1, day)
+        anchor = self.anchor = day if self.last_active is None else min(day, self.last_active + anchor_days)
+        cols = self.cols = ledger.columns(anchor - RECENT_DAYS - BASELINE_DAYS + 1, day)
         self.recent = cols.usage(day - RECENT_DAYS + 1, day)
         self.window_sum = cols.usage(day - window_days + 1, day)
         self.window = self.window_sum.per_week(window_days)
@@ -142,8 +140,14 @@ class Facts:
         self.breadth = ledger.breadth(day - BASELINE_DAYS + 1, day)
         self.anchored: Usage | None = None
         self.weeks: list[Usage] = []
-        if peers_only:  # what ScoreModel.peer_buckets reads, nothing more
-            return
+        if not peers_only:  # else only what ScoreModel.peer_buckets reads, until ``complete``
+            self.complete(ledger, negative_days, escalation_days)
+
+    def complete(self, ledger: Ledger, negative_days: int, escalation_days: int) -> "Facts":
+        """The facts the peers do not need: the normal gap, marks, the usage-drop weeks (the
+        ledger is the user's current one: the same days, possibly a fresh decoded copy)."""
+        self.ledger = ledger
+        day, anchor, cols = self.day, self.anchor, self.cols
         self.gap = normal_gap(ledger, day)
         self.negative = ledger.marks("negative", day - negative_days + 1, day)
         self.escalations = ledger.marks("escalations", day - escalation_days + 1, day)
@@ -153,6 +157,7 @@ class Facts:
             full = min(BASELINE_WEEKS, (anchor - self.first_day + 1 - RECENT_DAYS) // RECENT_DAYS)
             self.weeks = [cols.usage(anchor - RECENT_DAYS * (k + 1) + 1, anchor - RECENT_DAYS * k)
                           for k in range(1, full + 1)]
+        return self
 
     @property
     def recency(self) -> int | None:
@@ -167,13 +172,18 @@ class Facts:
         ``anchor_days`` after the last active day, then stay put)."""
         return self.last_active is not None and self.day + 1 <= self.last_active + self.anchor_days
 
+    def recency_on(self, day: int) -> int:
+        """Days since the last activity on a later ``day`` (no activity meanwhile)."""
+        return day - (self.last_active if self.last_active is not None else self.day)
+
+    def later(self, day: int) -> "Facts":
+        """The facts of a later ``day`` if the user sends nothing until then."""
+        return Facts(self.ledger, day, self.first_day, self.at_ms, self.trigger, self.anchor_days,
+                     0, 0, RECENT_DAYS)
+
     def gap_on(self, day: int) -> float | None:
         """The normal gap on a later ``day`` if the user sends nothing until then."""
         return normal_gap(self.ledger, day)
-
-    def mark_expiry(self, kind: str, days: int) -> int | None:
-        """The next day a ``negative`` / ``escalations`` mark leaves its ``days``-day window."""
-        return self.ledger.mark_expiry(kind, days, self.day)
 
     def weekly_baseline(self) -> Usage | None:
         """The baseline as a weekly mean (None with less than two weeks of history before the recent week)."""
@@ -328,6 +338,8 @@ class EngagementPartition(PartitionCapability):
         """The latest peer values of the users in scope (from their records, so restore rebuilds it)."""
         self.segments = SegmentReader(ctx)
         """The peer segment's value comes from the activity capability (its owner)."""
+        self._counted: dict[bytes, Facts] = {}
+        """Facts of the first pass, by user, until their second pass (the users of one due time)."""
         self._judging: bytes | None = None
         """The user whose second pass is running (their listeners' requests are gathered)."""
         self._asked: int | None = None
@@ -434,9 +446,13 @@ class EngagementPartition(PartitionCapability):
         if ledger.due != day or ledger.n is None:
             return  # stale: the user's due day moved (an earlier one was judged meanwhile)
         if tag == PEERS:
-            self._count(key, state, ledger, day, due_ms)
-        elif ledger.peer is not None and (ledger.evaluated is None or ledger.evaluated < day):
-            self._judge(key, state, ledger, day, due_ms)
+            counted = self._counted.get(key)
+            if counted is None or counted.day != day:  # else a second timer for the same day
+                self._count(key, state, ledger, day, due_ms)
+            return
+        counted = self._counted.pop(key, None)
+        if ledger.peer is not None and (ledger.evaluated is None or ledger.evaluated < day):
+            self._judge(key, state, ledger, day, due_ms, counted if counted is not None and counted.day == day else None)
 
     def _count(self, key: bytes, state: "UserState", ledger: Ledger, day: int, due_ms: int) -> None:
         """First pass: the user's values of ``day`` replace their previous ones in the peer counts
@@ -460,13 +476,17 @@ class EngagementPartition(PartitionCapability):
         buckets = self.shared.model.peer_buckets(facts)
         self.peers.add(group, buckets)
         ledger.peer = [group, *buckets]
+        self._counted[key] = facts
         self.ctx.schedule(due_ms, key, SCORE)  # after every first pass of the day (same due time)
 
-    def _judge(self, key: bytes, state: "UserState", ledger: Ledger, day: int, at_ms: int) -> None:
+    def _judge(self, key: bytes, state: "UserState", ledger: Ledger, day: int, at_ms: int,
+               counted: Facts | None) -> None:
         """Second pass: percentiles, marks, score, signals, the announcement, the next due day."""
         shared = self.shared
         model = shared.model
-        facts = self._facts(ledger, state, day, at_ms, "day")
+        risk = shared.risk
+        facts = counted.complete(ledger, risk.negative_days, risk.escalation_days) if counted is not None \
+            else self._facts(ledger, state, day, at_ms, "day")
         peer = ledger.peer
         assert peer is not None
         ranks = self.peers.percentiles(peer[0], peer[1:], day)
@@ -491,17 +511,12 @@ class EngagementPartition(PartitionCapability):
         self.ctx.mark_dirty(key, state)
 
     def _own_due(self, ledger: Ledger, facts: Facts) -> int | None:
-        """The score's own next due day: inputs of a later day already applied, the day the user
-        leaves scope, and while silent, the day their cadence window has emptied and the day
-        their recency marks run out."""
-        day, last = facts.day, facts.last_active
-        if last is None:
+        """The score's own next due day: a later day whose inputs are already applied (events run
+        ahead of the watermark), or the day the user leaves scope."""
+        if facts.last_active is None:
             return None
-        preset = self.shared.model.preset
-        gap = facts.gap or preset.gap_days
-        found = [last + self.horizon + 1, last + preset.window_days,
-                 last + math.ceil(gap + preset.inactive_span_days), ledger.next_active(day)]
-        return min((d for d in found if d is not None and d > day), default=None)
+        later = ledger.next_active(facts.day)
+        return later if later is not None else facts.last_active + self.horizon + 1
 
     def _level(self, key: bytes, state: "UserState", ledger: Ledger, facts: Facts, score: int) -> None:
         """Move the score level with hysteresis; signal each threshold crossed (after onboarding)."""

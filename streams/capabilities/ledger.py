@@ -261,25 +261,15 @@ class Ledger(LiveSlot):
             bits ^= low
         return out
 
-    def baseline_change(self, lo: int) -> int | None:
-        """The first day from ``lo`` on whose baseline (the 28 days before its recent week) holds
-        other active days than the day before's: an active day enters it 7 days later and leaves
-        it 35 days later (None: no change coming)."""
-        found = None
-        for a in self.active_days():
-            for e in (a + RECENT_DAYS, a + RECENT_DAYS + BASELINE_DAYS):
-                if e >= lo and (found is None or e < found):
-                    found = e
-        return found
+    def baseline_changes(self) -> list[int]:
+        """The days whose baseline (the 28 days before their recent week) holds other active days
+        than the day before's: an active day enters it 7 days later and leaves it 35 days later."""
+        return [e for a in self.active_days() for e in (a + RECENT_DAYS, a + RECENT_DAYS + BASELINE_DAYS)]
 
-    def mark_expiry(self, kind: str, days: int, after: int) -> int | None:
-        """The first day after ``after`` on which a negative-intent / escalation mark leaves a
-        ``days``-day window (None: none)."""
+    def mark_days(self, kind: str, days: int) -> list[int]:
+        """The days on which a negative-intent / escalation mark leaves a ``days``-day window."""
         n = self.n
-        if n is None:
-            return None
-        ends = [n - age + days for age in getattr(self, kind) if n - age + days > after]
-        return min(ends) if ends else None
+        return [] if n is None else [n - age + days for age in getattr(self, kind)]
 
     def active_span(self, lo: int, hi: int) -> tuple[int, int, int] | None:
         """(first, last, count) of the active days within ``lo..hi`` (None: none)."""

@@ -49,7 +49,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from streams.capabilities.engagement import NOTICE, EngagementPartition, Facts
 from streams.capabilities.signals import SignalCounts, reason, signal, signal_id
-from streams.config import BASELINE_DAYS, METRIC_PREFIX, RECENT_DAYS, RISK_BANDS, RiskConfig, Settings
+from streams.config import BASELINE_DAYS, BASELINE_WEEKS, METRIC_PREFIX, RECENT_DAYS, RISK_BANDS, RiskConfig, Settings
 from streams.core.calendar import DayClock
 from streams.core.capability import Capability, PartitionCapability, Shared
 
@@ -124,18 +124,23 @@ class RiskRules:
             parts[1], drops = self._drop(facts)
             reasons.extend(drops)
         negative = facts.get("negative_events") or 0
+        escalations = facts.get("escalations") or 0
+        parts[2], parts[3] = self.mark_points(negative, escalations)
         if negative:
-            parts[2] = c.negative_points
             reasons.append(reason("negative_event", f"{negative} cancel or downgrade intent"
                                   f"{'s' if negative > 1 else ''} in the last {c.negative_days} days",
                                   c.negative_points))
-        escalations = facts.get("escalations") or 0
         if escalations:
-            parts[3] = min(c.escalation_max_points, escalations * c.escalation_points)
             reasons.append(reason("escalations", f"{escalations} support escalation"
                                   f"{'s' if escalations > 1 else ''} in the last {c.escalation_days} days", parts[3]))
         reasons.sort(key=lambda r: -r["points"])
         return Assessment(self.total(parts), reasons, onboarding, parts)
+
+    def mark_points(self, negative: int, escalations: int) -> tuple[float, float]:
+        """Points of cancel / downgrade intents and of support escalations in their windows."""
+        c = self.c
+        return (c.negative_points if negative else 0.0,
+                min(c.escalation_max_points, escalations * c.escalation_points) if escalations else 0.0)
 
     @staticmethod
     def total(parts: Sequence[float]) -> float:
@@ -157,6 +162,10 @@ class RiskRules:
         if recency < start:
             return 0.0
         return c.medium + (c.high - c.medium) * _clamp((recency - start) / max(1.0, full - start))
+
+    def drop_points(self, facts: Mapping[str, Any]) -> float:
+        """The usage drop's points, whether or not the user is onboarding."""
+        return self._drop(facts)[0]
 
     def _drop(self, facts: Mapping[str, Any]) -> tuple[float, list[dict[str, Any]]]:
         c = self.c
@@ -316,70 +325,105 @@ class RiskPartition(PartitionCapability):
     def next_day(self, payload: Mapping[str, Any], assessment: Assessment, band: int, calm: int,
                  strong: bool) -> int | None:
         """The next day on which the user's band or calm run can change if they send nothing:
-        the user is judged again then (and the days in between need no look).
+        the user is judged again then, and the days in between need no look.
 
-        Between the days on which the user's facts change (the usage-drop windows while they
-        still move, a normal gap, a mark leaving its window, the end of onboarding), only the
-        silence grows; the days it takes the points across a threshold, and the day a calm run
-        completes, are found by stepping the same rules forward day by day (points recomputed by
-        the same expression, so exactly as a daily assessment would find them)."""
-        c = self.shared.rules.c
+        The rules are stepped forward from ``day`` on the user's own record: silence grows by a
+        day a day; the normal gap changes as active days enter and leave the baseline, marks
+        leave their windows, onboarding ends, each on a known day; the usage drop stays put once
+        its windows stop moving (``drop_anchor_days`` after the last activity; until then the
+        user is judged daily if they have the habit the drop needs). Stretches where the points
+        cannot move are jumped over (a calm run completes after ``calm_days``), and the points
+        are recomputed by the same expressions as the assessment, so the day found is the day a
+        daily assessment would change something."""
         rules = self.shared.rules
+        c = rules.c
         day, recency = payload["day"], payload.get("recency_days")
         facts: Facts | None = payload.get("facts")
         if recency is None or facts is None:
             return None
-        last = day - recency
-        found: list[int] = []
-        onboarding = assessment.onboarding
-        if onboarding:
-            found.append(payload["first_day"] + c.onboarding_days)
-        if facts.anchor_moves() and facts.ledger.usage(day - RECENT_DAYS - BASELINE_DAYS, day).active_days \
-                >= 2 * c.habit_active_days:  # a usage drop can still move (needs a habit in two weeks)
-            found.append(day + 1)
-        for kind, days in (("negative", c.negative_days), ("escalations", c.escalation_days)):
-            expiry = facts.mark_expiry(kind, days)
-            if expiry is not None:
-                found.append(expiry)
-        calm_days = c.calm_days
-        # Silence earns nothing before ``counts_from`` whatever the normal gap; from then on the
-        # gap in effect decides when it starts and ends counting (it changes as active days
-        # enter and leave the baseline: each change bounds the stretch looked at here).
-        e = max(day + 1, last + math.ceil(min(c.inactive_medium_days, c.onboarding_inactive_days)))
-        gap_change = facts.ledger.baseline_change(e + 1)
-        if gap_change is not None:
-            found.append(gap_change)
-        bound: float = min((d for d in found if d > day), default=math.inf)
-        if calm and e > day + 1:  # the points stay those of ``day`` until ``e``
-            completes = day + calm_days - calm
-            if completes < min(e, bound):
-                return completes
-            calm += int(min(e, bound)) - day - 1
-        gap = facts.gap_on(e)
-        start, full, _ = rules.silence({**payload, "gap_days": None if gap is None else round(gap, 2)})
+        ledger, last, first = facts.ledger, day - recency, payload["first_day"]
+        bound: float = math.inf
+        # The usage drop (whether or not onboarding) on each day its windows still move, then for good.
+        drops = {e: self._drop_on(facts, e) for e in range(day + 1, last + c.drop_anchor_days + 1)}
+        frozen = drops[max(drops)] if drops else rules.drop_points(payload)
+        # Days on which the record's facts change without new events (each is looked at).
+        changes = sorted({d for d in (first + c.onboarding_days, *ledger.mark_days("negative", c.negative_days),
+                                      *ledger.mark_days("escalations", c.escalation_days),
+                                      *ledger.baseline_changes(), *drops) if d > day})
         parts = list(assessment.parts)
+        calm_days = c.calm_days
+        thresholds = sorted({c.medium_exit, c.medium, c.high_exit, c.high})
+        start = full = 0.0
+        e, at = day + 1, 0
+        changed = True
         while e < bound:
+            while at < len(changes) and changes[at] <= e:
+                at += 1
+                changed = True
+            if changed:  # the facts of day ``e`` besides the silence
+                changed = False
+                onboarding = e - first + 1 <= c.onboarding_days
+                negative = ledger.marks("negative", e - c.negative_days + 1, e)
+                parts[1] = 0.0 if onboarding else drops.get(e, frozen)
+                parts[2], parts[3] = rules.mark_points(negative, ledger.marks("escalations", e - c.escalation_days + 1, e))
+                strong = negative > 0
+                gap = facts.gap_on(e)
+                start, full, _ = rules.silence({**payload, "gap_days": None if gap is None else round(gap, 2)})
             r = e - last
             parts[0] = rules.silence_points(r, start, full)
             after, after_calm = rules.daily(band, calm, rules.total(parts), onboarding, strong)
             if after != band or (after_calm == 0) != (calm == 0):
                 return e
             calm = after_calm
-            if start <= r < full:  # the silence grows every day: look at the next one
-                e += 1
+            if start <= r < full:  # the silence grows day by day: on to the day it crosses a threshold
+                limit = min(last + math.ceil(full), bound, changes[at] if at < len(changes) else math.inf,
+                            e + calm_days - calm if calm else math.inf)
+                now = rules.total(parts)
+                target = min((t for t in thresholds if t > now), default=None)
+                lo = hi = int(limit)
+                if target is not None:
+                    lo = e + 1
+                    while lo < hi:  # the points only grow: the first day they reach the target
+                        mid = (lo + hi) // 2
+                        parts[0] = rules.silence_points(mid - last, start, full)
+                        if rules.total(parts) >= target:
+                            hi = mid
+                        else:
+                            lo = mid + 1
+                if calm:
+                    calm += lo - e - 1
+                e = lo
                 continue
-            # The points stay as they are until silence starts counting (or for good, once it
-            # counts fully): only a calm run goes on, and completes after ``calm_days``.
-            stop = min(last + math.ceil(start) if r < start else math.inf, bound)
+            # The points stay as they are until silence starts counting (or for good once it
+            # counts fully) or the facts change: only a calm run goes on, completing after
+            # ``calm_days`` assessments in a row.
+            stop = min(last + math.ceil(start) if r < start else math.inf, bound,
+                       changes[at] if at < len(changes) else math.inf)
             if calm:
                 completes = e + calm_days - calm
                 if completes < stop:
                     return completes
-                calm += int(min(stop, completes)) - e - 1
+                calm += int(stop) - e - 1 if stop < math.inf else 0
             if stop == math.inf:
                 return None
             e = int(stop)
         return int(bound) if bound < math.inf else None
+
+    def _drop_on(self, facts: Facts, day: int) -> float:
+        """The usage drop's points on a later ``day`` if the user sends nothing until then (0 at
+        once when the weeks it would compare cannot show the habit the drop needs)."""
+        c = self.shared.rules.c
+        anchor = min(day, day - facts.recency_on(day) + c.drop_anchor_days)
+        weeks = min(BASELINE_WEEKS, (anchor - facts.first_day + 1 - RECENT_DAYS) // RECENT_DAYS)
+        if weeks < 2:
+            return 0.0
+        habit = facts.ledger.usage(anchor - RECENT_DAYS * (weeks + 1) + 1, anchor - RECENT_DAYS).active_days
+        if habit < c.habit_active_days * weeks:
+            return 0.0
+        later = facts.later(day)
+        return self.shared.rules.drop_points({"weeks": [[w.measure(i) for i in range(3)] for w in later.weeks],
+                                              "anchored": None if later.anchored is None else
+                                              [later.anchored.measure(i) for i in range(3)]})
 
     def figures(self) -> dict[str, Any]:
         return {f"risk_{name}": self.bands.get(code, 0) for code, name in enumerate(RISK_BANDS)}

@@ -187,8 +187,7 @@ def measure(settings: Settings, users: int, days: int, seed: int, capabilities: 
                 "rss_growth_bytes": rss_after - rss_before, "rss_growth_mb": (rss_after - rss_before) / 2**20,
                 "rss_growth_bytes_per_user": (rss_after - rss_before) / max(records, 1),
                 "disk_bytes": disk, "timers_pending": len(proc.timers),
-                "activity_check_bytes": sum(len(b) for cap in proc.capabilities
-                                            for b in getattr(cap, "checks", {}).values()),
+                "timer_bytes": proc.timers.nbytes(),
                 "decoded_cache_users": settings.state_cache_users, "home_cache_keys": len(runtime.home),
                 "rocksdb_options": settings.rocksdb_options() if settings.store.startswith("rocksdb") else None,
                 "changelog_and_outputs": sink.sent,
