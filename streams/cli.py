@@ -365,21 +365,28 @@ def bench_run(config_file: str, mode: str, expected: int, result: str) -> None:
 @connection_options
 @click.argument("events", type=click.Path(dir_okay=False, exists=True))
 @click.option("--labels", "-l", type=click.Path(dir_okay=False, exists=True), required=True,
-              help="Churn labels as CSV: user_id,churned_at (what 'streams simulate --labels' writes).")
+              help="Churn labels as CSV: user_id,churned,churn_time (churn_time may be empty), or "
+                   "user_id,churned_at listing churners only (what 'streams simulate --labels' writes).")
+@click.option("--checkpoints", default="7", show_default=True,
+              help="When the current risk is judged: a number of days spread over the events' span, or a CSV "
+                   "of account_id,last_day (each account's users judged at the end of that day).")
 @click.option("--lead-days", type=float, default=7.0, show_default=True,
-              help="A churner counts as caught when flagged high at least this many days before churning.")
+              help="Recall with lead counts churners flagged at least this many days before churning.")
 @click.option("--window-days", type=float, default=35.0, show_default=True,
-              help="Only high flags within this many days before the churn count as warnings of it.")
+              help="Only flags on within this many days before the churn count as warnings of it; also "
+                   "the horizon of the checkpoints' judgements.")
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Also write the results as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @friendly
 def backtest(config_file: str | None, bootstrap: str | None, partitions: int | None, events: str, labels: str,
-             lead_days: float, window_days: float, json_out: str | None, quiet: bool) -> None:
-    """Replay a historical events file through the pipeline and score its churn-risk signals.
+             checkpoints: str, lead_days: float, window_days: float, json_out: str | None, quiet: bool) -> None:
+    """Replay a historical events file (JSON lines, plain or gzip) through the pipeline and judge its
+    churn-risk signals against churn labels, beside three baselines computed in the same run.
 
-    Reports precision, recall, F1 and lead time of 'high' churn-risk signals against the labels
-    (definitions in docs/health-and-risk.md#engagement-score-churn-risk-and-account-health). Uses the embedded broker unless --bootstrap is given;
-    topics and consumer group are the run's own. Example:
+    Reports, in one table, precision, recall, F1, median lead, recall with lead, non-churners flagged
+    and the AUC of the current risk at checkpoints (definitions in docs/health-and-risk.md#backtest).
+    Events without type are read as track events. Uses the embedded broker unless --bootstrap is
+    given; topics and consumer group are the run's own. Example:
     streams simulate --users 2000 --days 60 -o events.jsonl --labels churn.csv &&
     streams backtest events.jsonl --labels churn.csv
     """
@@ -391,8 +398,8 @@ def backtest(config_file: str | None, bootstrap: str | None, partitions: int | N
     from streams.tools.backtest import run_backtest
 
     try:
-        run_backtest(settings, Path(events), Path(labels), lead_days=lead_days, window_days=window_days,
-                     json_out=Path(json_out) if json_out else None, progress=not quiet)
+        run_backtest(settings, Path(events), Path(labels), checkpoints=checkpoints, lead_days=lead_days,
+                     window_days=window_days, json_out=Path(json_out) if json_out else None, progress=not quiet)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 

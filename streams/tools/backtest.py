@@ -1,13 +1,16 @@
-"""The ``backtest`` command: replay a historical events file through the real pipeline and score
-its churn-risk signals against churn labels (definitions in :mod:`streams.tools.backtest_scoring`).
+"""The ``backtest`` command: replay a historical events file through the real pipeline and judge its
+churn-risk signals against churn labels, beside baselines computed from the same events in the
+same run (definitions in :mod:`streams.tools.backtest_scoring` and
+:mod:`streams.tools.backtest_baselines`; the file's reading in :mod:`streams.tools.backtest_input`).
 
-Steps: start the embedded broker (unless ``--bootstrap``), create topics of the run's own, start a
-worker process (``streams worker``, the full pipeline and configuration), produce the file as fast
-as the broker takes it, then push every partition's watermark just past the end of the file (one
-synthetic event per partition, from users named ``__backtest-*``), so the last day is scored;
-wait until the worker has consumed everything and the signals topic is quiet; read the signals;
-report. Nothing goes past the end of the file: the replay judges users as living through those
-days would have, no later.
+Steps: count the file's lines (the progress bars' total), start the embedded broker (unless
+``--bootstrap``), create topics of the run's own, start a worker process (``streams worker``, the
+full pipeline and configuration), produce the file as fast as the broker takes it (noting each
+user's activity for the baselines), then push every partition's watermark just past the end of
+the file's last day (one synthetic event per partition, from users named ``__backtest-*``), so
+the last day is judged; wait until the worker has consumed everything; read the signals; judge
+and report. Nothing goes past the end of the file: the replay judges users as living through
+those days would have, no later.
 """
 
 from __future__ import annotations
@@ -16,38 +19,65 @@ import asyncio
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable
 
 import orjson
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from streams.config import MS_PER_MINUTE, Settings
-from streams.core.contract import parse_time_ms
+from streams.core.calendar import DayClock
 from streams.core.eventtime import iso_ms
 from streams.core.routing import HomePartitions
 from streams.local.broker import broker_for
 from streams.local.worker_process import WorkerProcess
 from streams.runtime.topics import ensure_topics
-from streams.tools.backtest_scoring import ChurnScore, high_flags, read_labels, score_flags
+from streams.tools.backtest_baselines import bottom_of_account, everyone, silent
+from streams.tools.backtest_input import (
+    Histories,
+    ReadStats,
+    checkpoints_option,
+    count_lines,
+    read_labels,
+    records,
+)
+from streams.tools.backtest_scoring import (
+    Figures,
+    Flag,
+    PipelineRisk,
+    band_changes_per_month,
+    judge_flags,
+    judge_ranking,
+    population,
+)
 from streams.tools.kafkaio import read_json, send_all
 
 console = Console(stderr=True)
 SYNTHETIC_PREFIX = "__backtest-"
 POLL_S = 0.5
+REPORT_WIDTH = 150
+"""Width of the report when not on a terminal (a file, a pipe)."""
+PIPELINE = "pipeline: band high"
 
 
 @dataclass
 class Replay:
     """What the replay sent and saw."""
 
-    events: int = 0
-    skipped: int = 0
-    first_ms: int | None = None
-    last_ms: int | None = None
+    lines: int = 0
+    stats: ReadStats = field(default_factory=ReadStats)
+    histories: Histories = field(default_factory=Histories)
     seconds: float = 0.0
     signals: list[dict[str, Any]] = field(default_factory=list)
 
@@ -59,27 +89,6 @@ def run_tag(settings: Settings, data_dir: str) -> Settings:
         app_id=f"backtest-{tag}", events_topic=f"bt-{tag}-events", dead_letter_topic=f"bt-{tag}-dead-letter",
         signals_topic=f"bt-{tag}-signals", sessions_topic=f"bt-{tag}-sessions", metrics_topic=f"bt-{tag}-metrics",
         partials_topic=f"bt-{tag}-partials", data_dir=data_dir)
-
-
-def _records(path: Path, replay: Replay) -> Iterator[tuple[bytes | None, bytes]]:
-    """(key, line) for every event line, keyed by user; notes the event-time span."""
-    with open(path, "rb") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                doc = orjson.loads(line)
-                user = doc.get("user_id") or doc.get("anonymous_id")
-                ts = parse_time_ms(doc.get("timestamp"))
-            except (orjson.JSONDecodeError, AttributeError):
-                replay.skipped += 1
-                continue
-            if ts is not None:
-                replay.first_ms = ts if replay.first_ms is None else min(replay.first_ms, ts)
-                replay.last_ms = ts if replay.last_ms is None else max(replay.last_ms, ts)
-            replay.events += 1
-            yield (user.encode() if isinstance(user, str) and user else None), line
 
 
 def watermark_pushers(settings: Settings, at_ms: int) -> list[tuple[bytes, bytes]]:
@@ -106,8 +115,11 @@ def end_of_replay(settings: Settings, last_ms: int) -> int:
     return schedule.due(last_day) + settings.allowed_lateness_ms + MS_PER_MINUTE
 
 
-def _consumed(worker: WorkerProcess) -> int:
-    doc = worker.figures()
+def _consumed(worker: WorkerProcess) -> int | None:
+    try:
+        doc = worker.figures()
+    except OSError:  # busy with a long step: ask again at the next poll
+        return None
     return sum(v for k, v in doc["outcomes"].items() if k != "rekeyed")
 
 
@@ -115,92 +127,142 @@ def replay_file(settings: Settings, events: Path, progress: bool = True) -> Repl
     """Run the pipeline over ``events`` and return the signals it emitted."""
     replay = Replay()
     started = time.perf_counter()
+    replay.lines = count_lines(events)
     asyncio.run(ensure_topics(settings))
     worker = WorkerProcess(settings, log_path=Path(settings.data_dir) / "worker.log")
     with worker:
         worker.wait_ready(timeout=120, partitions=settings.partitions)
-        columns = (TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        columns = (TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("eta"), TimeRemainingColumn())
         with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
-            produced = bar.add_task("producing", total=None)
-            asyncio.run(send_all(settings, _records(events, replay), on_sent=lambda n: bar.advance(produced, n)))
-            bar.update(produced, total=replay.events)
-            if replay.last_ms is None:
-                raise ValueError(f"{events}: no events with a timestamp")
-            pushers = watermark_pushers(settings, end_of_replay(settings, replay.last_ms))
+            produced = bar.add_task("producing", total=replay.lines)
+            asyncio.run(send_all(settings, records(events, replay.histories, replay.stats),
+                                 on_sent=lambda n: bar.advance(produced, n)))
+            bar.update(produced, total=replay.stats.events, completed=replay.stats.events)
+            if replay.histories.last_ms is None:
+                raise ValueError(f"{events}: no events with a user and a timestamp")
+            pushers = watermark_pushers(settings, end_of_replay(settings, replay.histories.last_ms))
             asyncio.run(send_all(settings, pushers))
-            expected = replay.events + len(pushers)
+            expected = replay.stats.events + len(pushers)
             consumed = bar.add_task("processing", total=expected)
             while True:
                 if not worker.alive():
                     raise RuntimeError(f"the worker stopped (log: {worker.log_path})")
                 done = _consumed(worker)
-                bar.update(consumed, completed=min(done, expected))
-                if done >= expected:
-                    break
+                if done is not None:
+                    bar.update(consumed, completed=min(done, expected))
+                    if done >= expected:
+                        break
                 time.sleep(POLL_S)
         time.sleep(2 * settings.commit_interval_s + 1)  # outputs go out with the next commit
-        replay.signals = asyncio.run(read_json(settings, settings.signals_topic, idle_timeout=5.0))
+        replay.signals = [s for s in asyncio.run(read_json(settings, settings.signals_topic, idle_timeout=5.0))
+                          if not str(s.get("user_id", "")).startswith(SYNTHETIC_PREFIX)]
+    replay.histories.users = {u: h for u, h in replay.histories.users.items() if not u.startswith(SYNTHETIC_PREFIX)}
+    replay.histories.finish()
     replay.seconds = time.perf_counter() - started
     return replay
 
 
-def report(replay: Replay, score: ChurnScore, settings: Settings) -> None:
-    """The summary table, on the terminal."""
-    out = Console()
-    counts: dict[tuple[str, str], int] = {}
-    for sig in replay.signals:
-        if str(sig.get("user_id", "")).startswith(SYNTHETIC_PREFIX):
-            continue
-        level = sig.get("to") or sig.get("direction") or ""
-        counts[(sig.get("type", "?"), level)] = counts.get((sig.get("type", "?"), level), 0) + 1
-    table = Table(title="backtest: churn-risk signals against churn labels", show_header=True)
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    span = f"{iso_ms(replay.first_ms or 0)[:10]} .. {iso_ms(replay.last_ms or 0)[:10]}"
-    rows = [
-        ("events replayed", f"{replay.events:,} ({span})"),
-        ("replay time", f"{replay.seconds:.0f} s ({replay.events / replay.seconds:,.0f} events/s)" if replay.seconds else "-"),
-        ("churners (labels)", f"{score.churners}"),
-        ("users flagged high", f"{score.flagged}"),
-        ("flagged and churned", f"{score.correct}"),
-        (f"caught >= {score.lead_days:g} days ahead", f"{score.caught}"),
-        ("flagged too late / missed", f"{score.late} / {score.missed}"),
-        ("precision", f"{score.precision:.3f}"),
-        (f"recall (>= {score.lead_days:g} days ahead)", f"{score.recall:.3f}"),
-        ("F1", f"{score.f1:.3f}"),
-        ("median lead time (caught)", "-" if score.median_lead_days is None else f"{score.median_lead_days:.1f} days"),
-        ("median lead time (all flagged)", "-" if score.median_lead_days_all is None
-         else f"{score.median_lead_days_all:.1f} days"),
-    ]
-    for name, value in rows:
-        table.add_row(name, value)
+@dataclass
+class Result:
+    """Everything the report shows (and ``--json-out`` writes)."""
+
+    rows: list[Figures]
+    info: dict[str, Any]
+
+
+def judge(replay: Replay, labels_path: Path, checkpoints: str, settings: Settings, lead_days: float,
+          window_days: float) -> Result:
+    """The pipeline's and the baselines' figures over the same users and checkpoints."""
+    clock = DayClock(settings.activity.timezone)
+    histories = replay.histories
+    with open(labels_path, encoding="utf-8") as fh:
+        labels = read_labels(fh)
+    marks = checkpoints_option(checkpoints, clock, histories.first_ms or 0, histories.last_ms or 0)
+    people = population(labels, histories, marks, clock, window_days)
+    pipeline = PipelineRisk(replay.signals, clock)
+    wanted = {j.day for j in people.judgements}
+    predictors: list[tuple[str, dict[str, list[Flag]] | None, Callable[[str, int], float]]] = [
+        (PIPELINE, pipeline.flags(), pipeline.risk)]
+    baselines = [everyone(histories, clock), *silent(histories, clock), *bottom_of_account(
+        histories, clock, window_days, wanted)]
+    predictors += [(b.name, b.flags, b.risk) for b in baselines]
+    rows = []
+    for name, flags, risk in predictors:
+        figures = Figures(name)
+        if flags is not None:
+            judge_flags(figures, flags, people.subjects, lead_days, window_days)
+        judge_ranking(figures, risk, people.judgements, clock)
+        rows.append(figures)
+    signal_counts = Counter(f"{s.get('type')}:{s.get('to') or s.get('direction') or ''}" for s in replay.signals)
+    info = {
+        "events": replay.stats.events, "skipped_lines": replay.stats.skipped,
+        "given_type": replay.stats.typed, "given_event_id": replay.stats.identified,
+        "first_event": iso_ms(histories.first_ms or 0), "last_event": iso_ms(histories.last_ms or 0),
+        "seconds": round(replay.seconds, 1), "users": len(histories.users),
+        "judged_users": len(people.subjects), "churners": rows[0].churners, "non_churners": rows[0].non_churners,
+        "labelled_users_without_events": people.unseen, "users_without_checkpoint": people.unjudged,
+        "checkpoints": sorted({clock.label(j.day) for j in people.judgements}),
+        "judgements": len(people.judgements), "positive_judgements": sum(j.positive for j in people.judgements),
+        "lead_days": lead_days, "window_days": window_days,
+        "band_changes_per_user_per_30_days_median": band_changes_per_month(pipeline.change_times(), people.subjects),
+        "churn_risk_signals": sum(len(c) for c in pipeline.changes.values()),
+        "signals": dict(sorted(signal_counts.items())),
+    }
+    return Result(rows, info)
+
+
+def _cell(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def report(result: Result) -> None:
+    """The one table, and the run's facts, on the terminal."""
+    info = result.info
+    table = Table(title=f"backtest: {info['judged_users']:,} users ({info['churners']:,} churners), "
+                        f"{info['judgements']:,} judgements at {len(info['checkpoints'])} checkpoint days",
+                  show_header=True)
+    heads = ("predictor", "precision", "recall", "F1", "median lead (d)", f"recall, lead >= {info['lead_days']:g} d",
+             "non-churners flagged", "AUC", "non-churners flagged at recall 0.6")
+    for index, head in enumerate(heads):
+        table.add_column(head, justify="left" if index == 0 else "right")
+    for row in result.rows:
+        table.add_row(row.name, _cell(row.precision), _cell(row.recall), _cell(row.f1),
+                      _cell(row.median_lead_days, 1), _cell(row.recall_lead), _cell(row.nonchurners_flagged),
+                      _cell(row.auc), _cell(row.nonchurners_flagged_at_recall))
+    out = Console(width=None if console.is_terminal else REPORT_WIDTH)
     out.print(table)
-    signals = Table(title="signals emitted", show_header=True)
-    for column in ("type", "level", "count"):
-        signals.add_column(column)
-    for (kind, level), n in sorted(counts.items()):
-        signals.add_row(kind, level, str(n))
-    out.print(signals)
+    rate = info["events"] / info["seconds"] if info["seconds"] else 0.0
+    changes = info["band_changes_per_user_per_30_days_median"]
+    out.print(f"events: {info['events']:,} ({info['first_event'][:10]} .. {info['last_event'][:10]}), "
+              f"replayed in {info['seconds']:.0f} s ({rate:,.0f} events/s); churn-risk signals: "
+              f"{info['churn_risk_signals']:,}, band changes per user per 30 days (median): "
+              f"{_cell(changes, 2)}", soft_wrap=True)
+    notes = [f"{info[k]:,} {text}" for k, text in (
+        ("given_type", "events without type read as track"), ("given_event_id", "events given an event_id"),
+        ("skipped_lines", "lines that are not JSON objects skipped"),
+        ("labelled_users_without_events", "labelled users without events"),
+        ("users_without_checkpoint", "users of accounts without a checkpoint")) if info[k]]
+    if notes:
+        out.print("; ".join(notes), soft_wrap=True)
 
 
-def run_backtest(settings: Settings, events: Path, labels: Path, lead_days: float = 7.0, window_days: float = 35.0,
-                 json_out: Path | None = None, progress: bool = True) -> ChurnScore:
+def run_backtest(settings: Settings, events: Path, labels: Path, checkpoints: str = "7", lead_days: float = 7.0,
+                 window_days: float = 35.0, json_out: Path | None = None, progress: bool = True) -> Result:
     """The ``backtest`` command."""
     with open(labels, encoding="utf-8") as fh:
-        truth = read_labels(fh)
+        read_labels(fh)  # a bad labels or checkpoints file stops the command before the replay
+    checkpoints_option(checkpoints, DayClock(settings.activity.timezone), 0, 0)
     with broker_for(settings) as (live, _), tempfile.TemporaryDirectory(prefix="backtest-") as data_dir:
         replay = replay_file(run_tag(live, data_dir), events, progress=progress)
-    signals = [s for s in replay.signals if not str(s.get("user_id", "")).startswith(SYNTHETIC_PREFIX)]
-    score = score_flags(high_flags(signals), truth, lead_days=lead_days, window_days=window_days)
-    report(replay, score, settings)
+    result = judge(replay, labels, checkpoints, settings, lead_days, window_days)
+    report(result)
     if json_out is not None:
-        doc = {"events": replay.events, "first_event": iso_ms(replay.first_ms or 0),
-               "last_event": iso_ms(replay.last_ms or 0), "seconds": round(replay.seconds, 1),
-               "signals": len(signals), **score.as_dict(),
+        doc = {**result.info, "rows": [row.as_dict() for row in result.rows],
                "config": {"engagement": settings.engagement, "risk": settings.risk}}
         json_out.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATACLASS,
                                           default=_plain))
-    return score
+    return result
 
 
 def _plain(value: Any) -> Any:

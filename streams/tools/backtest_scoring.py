@@ -1,116 +1,324 @@
-"""How well churn-risk signals predicted churn: the backtest's definitions, as pure functions.
+"""How well a churn-risk signal predicted churn: the backtest's definitions, as pure functions.
 
-Given the ``churn_risk`` signals of a replay and labels (``user_id -> churned_at``, the time of
-the churner's last event):
+Every predictor (the pipeline, each baseline) is judged the same way, from two things it says:
 
-* a user is **flagged** when they have at least one signal to ``high``;
-* a flag is **correct** when the user is a churner and was flagged at or before ``churned_at``
-  (a flag raised after the user left says nothing new);
-* a churner is **caught** when the first high signal within the ``window_days`` before
-  ``churned_at`` came at least ``lead_days`` before it (a true positive: early enough to act);
-* precision = correct flagged users / flagged users; recall = caught churners / churners;
-  F1 = 2 P R / (P + R), from these two;
-* lead time = days from that first high signal to ``churned_at``; the median over caught churners
-  is reported, and over every churner flagged before churning.
+* **flags**: the times a user was flagged (for the pipeline: churn-risk band ``high``), as
+  episodes (:class:`Flag`: from when, on which judgement day, until when);
+* **risk now**: its current risk for a user at the end of a day (the pipeline's probability, or
+  its band where it has none), read at checkpoints.
 
-Flags more than ``window_days`` before the churn do not count as warnings of it (a user who was
-at risk two months earlier and recovered was not warned about this churn).
+Who is judged (:class:`Subject`): every labelled user seen in the events. A churner's churn time
+``J`` is the label's churn time; without one, the end of the user's checkpoint day when
+checkpoints are per account (kdd2015: the label says what happened after the window), else the
+user's last event. A user is observed until ``J`` (churners), their checkpoint day, or the end
+of the events; flags after that do not count.
+
+Flag figures:
+
+* **flagged**: a user with a flag starting within their observation;
+* **precision** = flagged churners / flagged users;
+* **recalled**: a churner with a flag that is on at some moment within the ``window_days``
+  before ``J`` and started at or before ``J`` (a flag from months before, since lifted, did not
+  warn of this churn); **lead** = ``J`` minus the start of the earliest such flag;
+* **recall** = recalled churners / churners; **recall with lead** = churners recalled at least
+  ``lead_days`` ahead / churners; **F1** from precision and recall;
+* **non-churners flagged** = flagged non-churners / non-churners (healthy users ever flagged).
+
+Ranking at checkpoints (:class:`Judgement`): with per-account checkpoints, each user of the
+account is judged at its day (positive: churned). Otherwise, at each checkpoint day ``c``, every
+user first seen by ``c``, active within the ``window_days`` before it and not yet churned is
+judged: positive when they churn within ``window_days`` after ``c``, negative when they never
+churn (later churners are left out of that checkpoint). **AUC** is the probability that a positive
+has a higher current risk than a negative (ties count half), over all judgements together;
+**non-churners flagged at recall 0.6** is the false-positive rate of the loosest cut of the
+current risk that finds 60% of the positives.
 """
 
 from __future__ import annotations
 
-import csv
+import bisect
 import statistics
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
-from streams.config import MS_PER_DAY
-from streams.core.contract import parse_time_ms
+from streams.config import MS_PER_DAY, RISK_BANDS
+from streams.core.calendar import DayClock
+from streams.tools.backtest_input import Checkpoints, Histories, Labels
+
+RECALL_POINT = 0.6
+
+
+class Flag(NamedTuple):
+    """One flagged episode: from ``start_ms`` (judged for day ``start_day``) until ``end_ms`` (None: still on)."""
+
+    start_ms: int
+    start_day: int
+    end_ms: int | None = None
+
+
+class Subject(NamedTuple):
+    """A labelled user as judged (see the module docstring)."""
+
+    user: str
+    churned: bool
+    end_ms: int
+    """Churn time (churners) or end of observation."""
+    end_day: int | None
+    """Set when observation ends with a checkpoint day (per-account checkpoints, no churn time):
+    flags judged for later days do not count (whatever time their judgement was made)."""
+    first_ms: int
+
+
+class Judgement(NamedTuple):
+    user: str
+    day: int
+    positive: bool
 
 
 @dataclass
-class ChurnScore:
-    """The backtest's figures (see the module docstring for the definitions)."""
+class Population:
+    """Who is judged, and how many labelled users could not be."""
 
-    churners: int = 0
-    flagged: int = 0
-    correct: int = 0
-    caught: int = 0
-    late: int = 0
-    """Churners flagged within the window, but less than ``lead_days`` before churning."""
-    missed: int = 0
-    precision: float = 0.0
-    recall: float = 0.0
-    f1: float = 0.0
+    subjects: list[Subject]
+    judgements: list[Judgement]
+    unseen: int = 0
+    """Labelled users without events."""
+    unjudged: int = 0
+    """Users of accounts without a checkpoint (per-account checkpoints only)."""
+
+
+def population(labels: Labels, histories: Histories, checkpoints: Checkpoints, clock: DayClock,
+               window_days: float) -> Population:
+    """Subjects and checkpoint judgements (definitions in the module docstring)."""
+    end_of_data = histories.last_ms or 0
+    window_ms = int(window_days * MS_PER_DAY)
+    subjects: list[Subject] = []
+    judgements: list[Judgement] = []
+    unjudged = 0
+    for user, history in histories.users.items():
+        label = labels.users.get(user)
+        if label is None:
+            if labels.complete:
+                continue
+            churned, churn_ms = False, None
+        else:
+            churned, churn_ms = label.churned, label.churn_ms
+        last_ms = history.activity[-1] if history.activity else history.first_ms
+        end_day: int | None = None
+        if checkpoints.by_account:
+            day = checkpoints.by_account.get(history.account or "")
+            if day is None:
+                unjudged += 1
+                continue
+            end_ms = churn_ms if churn_ms is not None else clock.end(day)
+            end_day = day if churn_ms is None else None
+            if clock.day(history.first_ms) <= day and (churn_ms is None or churn_ms >= clock.end(day)):
+                judgements.append(Judgement(user, day, churned))
+        elif churned:
+            end_ms = churn_ms if churn_ms is not None else last_ms
+        else:
+            end_ms = end_of_data
+        subjects.append(Subject(user, churned, end_ms, end_day, history.first_ms))
+        if not checkpoints.by_account:
+            judgements.extend(_judged_on_days(user, history.first_ms, history.activity, churned, end_ms,
+                                              checkpoints.days, clock, window_ms))
+    unseen = sum(1 for user in labels.users if user not in histories.users)
+    return Population(subjects, judgements, unseen, unjudged)
+
+
+def _judged_on_days(user: str, first_ms: int, activity: Sequence[int], churned: bool, churn_ms: int,
+                    days: Iterable[int], clock: DayClock, window_ms: int) -> Iterator[Judgement]:
+    for day in days:
+        at = clock.end(day)
+        if first_ms >= at or (churned and churn_ms < at):
+            continue
+        last = bisect.bisect_left(activity, at) - 1
+        if last < 0 or activity[last] < at - window_ms:
+            continue  # not around any more (or not yet active)
+        if not churned:
+            yield Judgement(user, day, False)
+        elif churn_ms <= at + window_ms:
+            yield Judgement(user, day, True)
+
+
+@dataclass
+class Figures:
+    """One predictor's row of the report (None: not applicable, e.g. a ranking without flags)."""
+
+    name: str
+    precision: float | None = None
+    recall: float | None = None
+    f1: float | None = None
     median_lead_days: float | None = None
-    median_lead_days_all: float | None = None
-    lead_days: float = 7.0
-    window_days: float = 35.0
-    false_positives: list[str] = field(default_factory=list)
+    recall_lead: float | None = None
+    nonchurners_flagged: float | None = None
+    auc: float | None = None
+    nonchurners_flagged_at_recall: float | None = None
+    flagged: int = 0
+    flagged_churners: int = 0
+    recalled: int = 0
+    caught: int = 0
+    churners: int = 0
+    non_churners: int = 0
+    checkpoint_aucs: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def high_flags(signals: Iterable[Mapping[str, Any]]) -> dict[str, list[int]]:
-    """Event times (ms, sorted) of every user's signals to ``high`` (churn risk only)."""
-    out: dict[str, list[int]] = {}
-    for sig in signals:
-        if sig.get("type") == "churn_risk" and sig.get("to") == "high" and sig.get("user_id"):
-            out.setdefault(sig["user_id"], []).append(int(sig["event_time_ms"]))
-    for times in out.values():
-        times.sort()
-    return out
-
-
-def score_flags(flags: Mapping[str, list[int]], labels: Mapping[str, int], lead_days: float = 7.0,
-                window_days: float = 35.0) -> ChurnScore:
-    """Precision, recall, F1 and lead times of high flags against churn labels."""
-    lead_ms, window_ms = lead_days * MS_PER_DAY, window_days * MS_PER_DAY
-    score = ChurnScore(churners=len(labels), flagged=len(flags), lead_days=lead_days, window_days=window_days)
-    caught_leads: list[float] = []
-    all_leads: list[float] = []
-    for user, churned in labels.items():
-        warned = [t for t in flags.get(user, ()) if churned - window_ms <= t <= churned]
-        if not warned:
-            score.missed += 1
-            continue
-        lead = (churned - warned[0]) / MS_PER_DAY
-        all_leads.append(lead)
-        if churned - warned[0] >= lead_ms:
-            score.caught += 1
-            caught_leads.append(lead)
+def judge_flags(figures: Figures, flags: Mapping[str, Sequence[Flag]], subjects: Sequence[Subject],
+                lead_days: float, window_days: float) -> Figures:
+    """Fill the flag figures of ``figures`` (definitions in the module docstring)."""
+    window_ms, lead_ms = window_days * MS_PER_DAY, lead_days * MS_PER_DAY
+    leads: list[float] = []
+    for subject in subjects:
+        own = [f for f in flags.get(subject.user, ()) if _observed(f, subject)]
+        if subject.churned:
+            figures.churners += 1
         else:
-            score.late += 1
-    for user, times in flags.items():
-        churn_time = labels.get(user)
-        if churn_time is not None and times[0] <= churn_time:
-            score.correct += 1
-        else:
-            score.false_positives.append(user)
-    score.false_positives.sort()
-    score.precision = score.correct / score.flagged if score.flagged else 0.0
-    score.recall = score.caught / score.churners if score.churners else 0.0
-    total = score.precision + score.recall
-    score.f1 = 2 * score.precision * score.recall / total if total else 0.0
-    score.median_lead_days = statistics.median(caught_leads) if caught_leads else None
-    score.median_lead_days_all = statistics.median(all_leads) if all_leads else None
-    return score
-
-
-def read_labels(source: IO[str]) -> dict[str, int]:
-    """``user_id,churned_at`` rows (a header row is optional; churned_at RFC 3339 or epoch ms)."""
-    labels: dict[str, int] = {}
-    for number, row in enumerate(csv.reader(source), start=1):
-        if not row or not row[0].strip() or row[0].startswith("#"):
+            figures.non_churners += 1
+        if not own:
             continue
-        if len(row) < 2:
-            raise ValueError(f"labels line {number}: expected user_id,churned_at, got {row!r}")
-        user, when = row[0].strip(), row[1].strip()
-        ms = parse_time_ms(int(when)) if when.isdigit() else parse_time_ms(when)
-        if ms is None:
-            if number == 1:
-                continue  # the header
-            raise ValueError(f"labels line {number}: churned_at {when!r} is not RFC 3339 with an offset or epoch ms")
-        labels[user] = ms
-    return labels
+        figures.flagged += 1
+        if not subject.churned:
+            continue
+        figures.flagged_churners += 1
+        warned = [f for f in own if f.end_ms is None or f.end_ms >= subject.end_ms - window_ms]
+        if warned:
+            lead = max(0, subject.end_ms - min(f.start_ms for f in warned))
+            figures.recalled += 1
+            leads.append(lead / MS_PER_DAY)
+            if lead >= lead_ms:
+                figures.caught += 1
+    figures.precision = figures.flagged_churners / figures.flagged if figures.flagged else 0.0
+    figures.recall = figures.recalled / figures.churners if figures.churners else 0.0
+    figures.recall_lead = figures.caught / figures.churners if figures.churners else 0.0
+    total = figures.precision + figures.recall
+    figures.f1 = 2 * figures.precision * figures.recall / total if total else 0.0
+    figures.median_lead_days = statistics.median(leads) if leads else None
+    figures.nonchurners_flagged = (figures.flagged - figures.flagged_churners) / figures.non_churners \
+        if figures.non_churners else 0.0
+    return figures
+
+
+def _observed(flag: Flag, subject: Subject) -> bool:
+    if subject.end_day is not None:
+        return flag.start_day <= subject.end_day
+    return flag.start_ms <= subject.end_ms
+
+
+def judge_ranking(figures: Figures, risk: Callable[[str, int], float], judgements: Sequence[Judgement],
+                  clock: DayClock) -> Figures:
+    """Fill the AUC figures of ``figures`` from the current risk at each judgement."""
+    scored = [(risk(j.user, j.day), j.positive, j.day) for j in judgements]
+    figures.auc = auc([s for s, p, _ in scored if p], [s for s, p, _ in scored if not p])
+    figures.nonchurners_flagged_at_recall = fpr_at_recall(scored, RECALL_POINT)
+    by_day: dict[int, tuple[list[float], list[float]]] = {}
+    for score, positive, day in scored:
+        by_day.setdefault(day, ([], []))[0 if positive else 1].append(score)
+    figures.checkpoint_aucs = {clock.label(day): round(value, 4) for day, (pos, neg) in sorted(by_day.items())
+                               if (value := auc(pos, neg)) is not None}
+    return figures
+
+
+def auc(positives: Sequence[float], negatives: Sequence[float]) -> float | None:
+    """P(a positive scores above a negative), ties half (None: a class is empty)."""
+    if not positives or not negatives:
+        return None
+    ordered = sorted(negatives)
+    wins = 0.0
+    for value in positives:
+        below = bisect.bisect_left(ordered, value)
+        wins += below + (bisect.bisect_right(ordered, value) - below) / 2
+    return wins / (len(positives) * len(negatives))
+
+
+def fpr_at_recall(scored: Sequence[tuple[float, bool, Any]], recall: float) -> float | None:
+    """Share of negatives at or above the highest cut of the scores that holds ``recall`` of the
+    positives (None: a class is empty)."""
+    positives = sum(1 for _, p, _ in scored if p)
+    negatives = len(scored) - positives
+    if not positives or not negatives:
+        return None
+    counts: dict[float, list[int]] = {}
+    for score, positive, _ in scored:
+        counts.setdefault(score, [0, 0])[0 if positive else 1] += 1
+    tp = fp = 0
+    for score in sorted(counts, reverse=True):
+        tp += counts[score][0]
+        fp += counts[score][1]
+        if tp >= recall * positives:
+            break
+    return fp / negatives
+
+
+def band_changes_per_month(changes: Mapping[str, Sequence[int]], subjects: Sequence[Subject]) -> float | None:
+    """Median over users of their band changes per 30 days observed (at least 30 days counted)."""
+    rates = []
+    for subject in subjects:
+        times = changes.get(subject.user, ())
+        n = sum(1 for t in times if t <= subject.end_ms)
+        days = max(30.0, (subject.end_ms - subject.first_ms) / MS_PER_DAY)
+        rates.append(n * 30 / days)
+    return statistics.median(rates) if rates else None
+
+
+
+class BandChange(NamedTuple):
+    """One ``churn_risk`` signal, as the backtest reads it."""
+
+    ms: int
+    day: int
+    band: int
+    probability: float | None
+
+
+class PipelineRisk:
+    """The pipeline's churn-risk signals per user: its high flags and its current risk at any day's end."""
+
+    def __init__(self, signals: Iterable[Mapping[str, Any]], clock: DayClock, flag_band: str = "high") -> None:
+        self.changes: dict[str, list[BandChange]] = {}
+        for sig in signals:
+            if sig.get("type") != "churn_risk" or not sig.get("user_id") or sig.get("to") not in RISK_BANDS:
+                continue
+            probability = sig.get("probability")
+            self.changes.setdefault(sig["user_id"], []).append(BandChange(
+                int(sig["event_time_ms"]), clock.parse(sig["day"]), RISK_BANDS.index(sig["to"]),
+                None if probability is None else float(probability)))
+        for changes in self.changes.values():
+            changes.sort(key=lambda c: (c.day, c.ms))  # by judgement day: what was known at a day's end
+        self.flag_band = RISK_BANDS.index(flag_band)
+        self._days = {user: [c.day for c in changes] for user, changes in self.changes.items()}
+
+    def flags(self) -> dict[str, list[Flag]]:
+        """Episodes at the flag band or above."""
+        out: dict[str, list[Flag]] = {}
+        for user, changes in self.changes.items():
+            episodes: list[Flag] = []
+            start: BandChange | None = None
+            for change in sorted(changes):
+                if change.band >= self.flag_band and start is None:
+                    start = change
+                elif change.band < self.flag_band and start is not None:
+                    episodes.append(Flag(start.ms, start.day, change.ms))
+                    start = None
+            if start is not None:
+                episodes.append(Flag(start.ms, start.day))
+            if episodes:
+                out[user] = episodes
+        return out
+
+    def risk(self, user: str, day: int) -> float:
+        """The probability of the last signal judged for ``day`` or earlier (its band where it has no
+        probability; low, 0, before any signal)."""
+        days = self._days.get(user)
+        if not days:
+            return 0.0
+        index = bisect.bisect_right(days, day) - 1
+        if index < 0:
+            return 0.0
+        change = self.changes[user][index]
+        return change.probability if change.probability is not None else float(change.band)
+
+    def change_times(self) -> dict[str, list[int]]:
+        return {user: [c.ms for c in changes] for user, changes in self.changes.items()}

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from streams.config import MS_PER_DAY, Settings
 from streams.local.broker import broker_for
+from streams.local.signals import stop_on_signals
 from streams.local.worker_process import WorkerProcess
 from streams.runtime.topics import ensure_topics
 from streams.sim.faults import with_malformed
@@ -86,7 +87,8 @@ def run_demo(settings: Settings, config_file: str | None, duration: float | None
              history_days: int, speed: float, seed: int, live: bool) -> None:
     """Run everything, show it, and clean up every process started, also on Ctrl-C."""
     sim, history_end = _timeline(history_days, users, seed)
-    with broker_for(settings) as (running, broker), tempfile.TemporaryDirectory(prefix="demo-") as tmp:
+    with stop_on_signals(), broker_for(settings) as (running, broker), \
+            tempfile.TemporaryDirectory(prefix="demo-") as tmp:
         asyncio.run(ensure_topics(running))
         log = Path(tmp) / "worker.log"
         worker = WorkerProcess(running, log_path=log, loglevel="info")

@@ -9,16 +9,15 @@ temporary files.
 from __future__ import annotations
 
 import asyncio
-import signal
 import tempfile
 import time
 from pathlib import Path
-from types import FrameType
 
 from rich.console import Console
 
 from streams.config import Settings
 from streams.local.broker import EmbeddedBroker, free_port, port_is_free
+from streams.local.signals import stop_on_signals
 from streams.local.worker_process import WorkerProcess
 from streams.runtime.topics import ensure_topics
 
@@ -32,10 +31,6 @@ def _port(asked: int | None, usual: int) -> int:
     if asked is not None:
         return asked
     return usual if port_is_free(usual) else free_port()
-
-
-def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def instructions(settings: Settings, worker_url: str) -> str:
@@ -61,11 +56,8 @@ def instructions(settings: Settings, worker_url: str) -> str:
 def run_up(settings: Settings, port: int | None = None, web_port: int | None = None,
            loglevel: str = "warning") -> None:
     """Start the broker and a worker, print how to use them, and wait for Ctrl-C."""
-    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    # Ctrl-C even when started from a script that ignores SIGINT for background jobs.
-    interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        with tempfile.TemporaryDirectory(prefix="streams-up-") as tmp, \
+        with stop_on_signals(), tempfile.TemporaryDirectory(prefix="streams-up-") as tmp, \
                 EmbeddedBroker(port=_port(port, KAFKA_PORT), log_path=Path(tmp) / "broker.log") as broker:
             running = settings.with_overrides(bootstrap=broker.bootstrap, local=True, data_dir=str(Path(tmp) / "data"),
                                               web_port=_port(web_port, WEB_PORT))
@@ -85,6 +77,3 @@ def run_up(settings: Settings, port: int | None = None, web_port: int | None = N
         console.print("stopped.")
     except KeyboardInterrupt:
         console.print("stopped.")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, interrupt)

@@ -60,7 +60,8 @@ def test_demo_runs_shows_metrics_and_cleans_up_on_ctrl_c(tmp_path: Path) -> None
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("ENGAGEMENT_BOOTSTRAP", None)
     demo = subprocess.Popen([sys.executable, "-m", "streams", "demo", "--users", "150", "--history-days", "3",
-                             "--no-live"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+                             "--no-live"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # as a background job
     assert demo.stdout is not None
     seen: list[str] = []
     broker_addr = metrics_url = None
