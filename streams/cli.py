@@ -151,9 +151,11 @@ def tail(config_file: str | None, bootstrap: str | None, partitions: int | None,
               help="JSON-lines file to write (- for stdout).")
 @click.option("--labels", type=click.Path(dir_okay=False), default=None,
               help="Also write the churners as CSV: user_id,churned_at (RFC 3339).")
+@click.option("--sparse", is_flag=True, help="A sparse product instead: a few short visits a week, long "
+              "silences, short lives (docs/simulator.md).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def simulate(users: int, days: int, seed: int, start: Any, max_events: int | None, bad_rate: float, out: str,
-             labels: str | None, quiet: bool) -> None:
+             labels: str | None, sparse: bool, quiet: bool) -> None:
     """Write a simulated B2B product's events as JSON lines (for 'streams produce').
 
     Engaged, casual, churning and resurrecting users in accounts with seats, new users
@@ -171,7 +173,7 @@ def simulate(users: int, days: int, seed: int, start: Any, max_events: int | Non
     from streams.tools.simulate import export, report
 
     start_ms = int(start.replace(tzinfo=timezone.utc).timestamp() * 1000)
-    config = SimulationConfig(users=users, days=days, seed=seed, start_ms=start_ms)
+    config = SimulationConfig(users=users, days=days, seed=seed, start_ms=start_ms, sparse=sparse)
     with click.open_file(out, "wb") as sink:
         label_file = click.open_file(labels, "w", encoding="utf-8") if labels else None
         try:

@@ -237,9 +237,8 @@ class SimUser:
         rng = self.rng
         rand = rng.random
         uid = self.index
-        t = self._describe(t, day, out)
+        t = self._arrive(t, day, onboarding, out)
         if onboarding:
-            out.append((t, uid, "track", SIGNUP_EVENT, {"plan": self.account.plan}))
             for step in range(1, 2 + int(rand() * (ONBOARDING_STEPS - 1)) + 1):
                 t += 20 * MS_PER_SECOND + int(rand() * 70 * MS_PER_SECOND)
                 out.append((t, uid, "track", ONBOARDING_EVENT, {"step": step}))
@@ -278,6 +277,13 @@ class SimUser:
             page = PAGE_DECK[int(rand() * len(PAGE_DECK))]
             out.append((t, uid, page_type, page, {"path": "/" + page}))
         return self._trouble(t, intensity, farewell, out)
+
+    def _arrive(self, t: int, day: int, onboarding: bool, out: list[Item]) -> int:
+        """The start of a session: identify / group messages when due, the sign-up on the first."""
+        t = self._describe(t, day, out)
+        if onboarding:
+            out.append((t, self.index, "track", SIGNUP_EVENT, {"plan": self.account.plan}))
+        return t
 
     def _trouble(self, t: int, intensity: float, farewell: bool, out: list[Item]) -> int:
         """After a session: now and then a support ticket; a decaying churner may look at billing

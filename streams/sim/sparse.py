@@ -23,7 +23,7 @@ from random import Random
 from typing import TYPE_CHECKING
 
 from streams.config import MS_PER_SECOND
-from streams.sim.catalog import CORE_ACTION_FEATURE, ENTRY_PAGES, FEATURE_EVENT, HEARTBEAT_EVENT, SIGNUP_EVENT
+from streams.sim.catalog import CORE_ACTION_FEATURE, ENTRY_PAGES, FEATURE_EVENT, HEARTBEAT_EVENT
 from streams.sim.population import SimAccount, SimUser, build_accounts
 
 if TYPE_CHECKING:
@@ -85,9 +85,8 @@ class SparseUser(SimUser):
         rng = self.rng
         rand = rng.random
         uid = self.index
-        t = self._describe(t, day, out)
+        t = self._arrive(t, day, onboarding, out)
         if onboarding:
-            out.append((t, uid, "track", SIGNUP_EVENT, {"plan": self.account.plan}))
             t += 30 * MS_PER_SECOND
         page = ENTRY_PAGES[int(rand() * len(ENTRY_PAGES))]
         out.append((t, uid, self.page_type, page, {"path": "/" + page}))
