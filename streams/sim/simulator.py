@@ -56,6 +56,9 @@ class SimulationConfig:
     resurrecting: float = 0.05
     new_users: float = 0.10
     """Share of users (taken from engaged and casual ones) who join during the period."""
+    sparse: bool = False
+    """A sparse product instead of the dense one (:mod:`streams.sim.sparse`: a few short visits a
+    week, long silences, short lives); the behaviour shares above do not apply then."""
 
     def __post_init__(self) -> None:
         for name in ("users", "days"):
@@ -78,7 +81,7 @@ class SimulationConfig:
     def shape(self) -> Shape:
         return Shape(users=self.users, accounts=self.accounts or max(1, self.users // 8), days=self.days,
                      seed=self.seed, shares=(self.engaged, self.casual, self.churning, self.resurrecting),
-                     new_users=self.new_users)
+                     new_users=self.new_users, sparse=self.sparse)
 
 
 
