@@ -224,6 +224,11 @@ class AccountsCapability(Capability):
     def for_partition(self, ctx: "PartitionContext") -> AccountsPartition:
         return AccountsPartition(ctx, self)
 
+    def settle_ms(self) -> int:
+        """A day's shares and mark go out just after the day's scoring (its due time + 1 ms), once
+        every user's judgement of the day is in."""
+        return self.schedule.settle_ms + 1
+
     def combiners(self) -> Sequence[Combiner]:
         return [self.combiner]
 
