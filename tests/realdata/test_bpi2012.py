@@ -97,7 +97,8 @@ def with_confluent(keyed: bool) -> Produce:
 
 def settings_for(make_settings: Any) -> Settings:
     return make_settings(partitions=4, commit_interval_s=1.0,
-                         activity=ActivityConfig(start_date=FIRST_DAY, provisional_interval_s=0.0))
+                         activity=ActivityConfig(start_date=FIRST_DAY, provisional_interval_s=0.0,
+                                                 segments=()))  # the log has no plan, platform or country
 
 
 def replay(settings: Settings, workers: Any, docs: list[dict[str, Any]], produce: Produce, through: int,
@@ -124,7 +125,7 @@ def replay(settings: Settings, workers: Any, docs: list[dict[str, Any]], produce
         return any(s.get("kind") == "activity_day" and s["period"] == last and s["final"]
                    for s in asyncio.run(read_json(settings, settings.metrics_topic, idle_timeout=1)))
 
-    wait_for(final_day, timeout=240, interval=2, message=f"the last day ({last}) final")
+    wait_for(final_day, timeout=600, interval=2, message=f"the last day ({last}) final")
     time.sleep(3 * settings.commit_interval_s + 1)  # outputs go out with the next commit
     out: dict[str, Any] = {}
     for name, topic in (("sessions", settings.sessions_topic), ("signals", settings.signals_topic),
@@ -172,6 +173,7 @@ def log() -> list[dict[str, Any]]:
     return stamped(bpi2012())
 
 
+@pytest.mark.timeout(1500)  # three replays of the log through real workers
 def test_three_producers_with_bad_clocks_retries_a_crash_and_a_new_worker_agree_with_the_batch(
         make_settings: Any, workers: Any, log: list[dict[str, Any]]) -> None:
     stream, ahead, retries = with_faults(log)
