@@ -330,10 +330,16 @@ class Shape:
     seed: int
     shares: tuple[float, float, float, float]  # engaged, casual, churning, resurrecting
     new_users: float
+    cohorts: bool = False
+    """Accounts that start together and pause together instead (``streams.sim.cohorts``)."""
 
 
 def build_population(shape: Shape) -> list[SimUser]:
     """Accounts (sizes skewed, some at risk), users with kinds in exact proportions, join days."""
+    if shape.cohorts:
+        from streams.sim.cohorts import build_cohort_population
+
+        return build_cohort_population(shape)
     rng = Random(f"population:{shape.seed}")
     n_acc = max(1, min(shape.accounts, shape.users))
     weights = [rng.paretovariate(1.2) for _ in range(n_acc)]

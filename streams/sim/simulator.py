@@ -56,6 +56,9 @@ class SimulationConfig:
     resurrecting: float = 0.05
     new_users: float = 0.10
     """Share of users (taken from engaged and casual ones) who join during the period."""
+    cohorts: bool = False
+    """Accounts that sign their users up weeks ahead, start together and pause together
+    (:mod:`streams.sim.cohorts`); the behaviour shares above do not apply then."""
 
     def __post_init__(self) -> None:
         for name in ("users", "days"):
@@ -78,7 +81,7 @@ class SimulationConfig:
     def shape(self) -> Shape:
         return Shape(users=self.users, accounts=self.accounts or max(1, self.users // 8), days=self.days,
                      seed=self.seed, shares=(self.engaged, self.casual, self.churning, self.resurrecting),
-                     new_users=self.new_users)
+                     new_users=self.new_users, cohorts=self.cohorts)
 
 
 
