@@ -65,6 +65,10 @@ class RiskConfig:
     calm_days: int = 7
     """A band is left downwards only after this many daily assessments in a row below its exit
     threshold: a user who dips to medium every few days stays medium instead of flapping."""
+    trace_topic: str = ""
+    """A topic that receives every judgement's current risk (``user_id``, ``day``, ``risk``,
+    ``band``, ``mode``), for backtests and offline analysis; empty: none (the default: an alerting
+    system wants changes, not judgements)."""
 
     def __post_init__(self) -> None:
         _positive("risk", medium=self.medium, high=self.high, drop_points=self.drop_points,
