@@ -151,9 +151,13 @@ def tail(config_file: str | None, bootstrap: str | None, partitions: int | None,
               help="JSON-lines file to write (- for stdout).")
 @click.option("--labels", type=click.Path(dir_okay=False), default=None,
               help="Also write the churners as CSV: user_id,churned_at (RFC 3339).")
+@click.option("--sparse", is_flag=True, help="A sparse product instead: a few short visits a week, long "
+              "silences, short lives (docs/simulator.md).")
+@click.option("--cohorts", is_flag=True, help="Accounts that sign users up weeks ahead, start together and "
+              "pause together for a holiday instead (docs/simulator.md).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def simulate(users: int, days: int, seed: int, start: Any, max_events: int | None, bad_rate: float, out: str,
-             labels: str | None, quiet: bool) -> None:
+             labels: str | None, sparse: bool, cohorts: bool, quiet: bool) -> None:
     """Write a simulated B2B product's events as JSON lines (for 'streams produce').
 
     Engaged, casual, churning and resurrecting users in accounts with seats, new users
@@ -167,11 +171,14 @@ def simulate(users: int, days: int, seed: int, start: Any, max_events: int | Non
             raise click.UsageError(f"{name}: must be greater than 0, got {value}")
     if not 0.0 <= bad_rate <= 1.0:
         raise click.UsageError(f"--bad-rate: must be a share between 0 and 1, got {bad_rate}")
+    if sparse and cohorts:
+        raise click.UsageError("--sparse and --cohorts: choose one product")
     from streams.sim.simulator import SimulationConfig
     from streams.tools.simulate import export, report
 
     start_ms = int(start.replace(tzinfo=timezone.utc).timestamp() * 1000)
-    config = SimulationConfig(users=users, days=days, seed=seed, start_ms=start_ms)
+    config = SimulationConfig(users=users, days=days, seed=seed, start_ms=start_ms, sparse=sparse,
+                              cohorts=cohorts)
     with click.open_file(out, "wb") as sink:
         label_file = click.open_file(labels, "w", encoding="utf-8") if labels else None
         try:
@@ -212,23 +219,30 @@ def demo(config_file: str | None, bootstrap: str | None, partitions: int | None,
 
 @main.command()
 @connection_options
-@click.option("--events", "n_events", type=int, default=200_000, show_default=True, help="Synthetic events to pre-produce.")
-@click.option("--users", type=int, default=5000, show_default=True, help="Distinct simulated users.")
+@click.option("--events", "n_events", type=int, default=200_000, show_default=True,
+              help="Events of the dense workload.")
+@click.option("--users", type=int, default=5000, show_default=True, help="Distinct users of the dense workload.")
+@click.option("--workload", "names", multiple=True, default=("dense",), show_default=True,
+              type=click.Choice(["dense", "sparse", "grid", "kdd2015", "all"]),
+              help="Workloads to measure (repeatable): dense, sparse (50,000 users over 365 days), grid "
+                   "(users x1/x4, days x1/x4), kdd2015 (a real log, if ../shared/datasets has it), all.")
+@click.option("--scale", type=float, default=1.0, show_default=True,
+              help="Shrink the sparse and grid user counts (e.g. 0.1 for a quick look).")
 @click.option("--repeat", type=int, default=3, show_default=True, help="Runs of each mode; medians are reported.")
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Also write the results as JSON.")
 @click.option("--store", default=None, help="Table store for the pipeline runs (memory:// or rocksdb://).")
 @friendly
 def bench(config_file: str | None, bootstrap: str | None, partitions: int | None, n_events: int, users: int,
-          repeat: int, json_out: str | None, store: str | None) -> None:
+          names: tuple[str, ...], scale: float, repeat: int, json_out: str | None, store: str | None) -> None:
     """Throughput of the full pipeline against a bare Faust agent, on the same pre-produced events."""
     settings = settings_from(config_file, bootstrap=bootstrap, partitions=partitions, store=store)
-    for name, value in (("--events", n_events), ("--users", users), ("--repeat", repeat)):
+    for name, value in (("--events", n_events), ("--users", users), ("--repeat", repeat), ("--scale", scale)):
         if value <= 0:
             raise click.UsageError(f"{name}: must be greater than 0, got {value}")
     from streams.tools.bench import run_bench
 
     run_bench(settings, config_file=config_file, n_events=n_events, users=users, repeat=repeat,
-              json_out=json_out)
+              json_out=json_out, names=names, scale=scale)
 
 
 @main.command()

@@ -55,10 +55,10 @@ if TYPE_CHECKING:
 SLOT = "a"
 NO_DAY = -(2**31)
 KIND = "activity_day"
-#: What a pending check looks at when its day closes: the transition of the user's next active
-#: day (an activity the day after), or whether the user turned dormant that day.
-CHECK_ACTIVE = b"A"
-CHECK_DORMANT = b"D"
+#: What a pending check looks at when its day closes (timer tags): the transition of the user's
+#: next active day (an activity the day after), or whether the user turned dormant that day.
+CHECK_ACTIVE = "activity:active"
+CHECK_DORMANT = "activity:dormant"
 P = METRIC_PREFIX
 WINDOWS = (("1d", "dau"), ("7d", "wau"), ("30d", "mau"))
 
@@ -156,10 +156,6 @@ class PartitionActivity(PartitionCapability):
         """Each open day's own counts (active as new / returning / resurrected, became dormant)."""
         self.open_day: int | None = None
         """The oldest day not yet closed (None until the partition has data)."""
-        self.checks: dict[int, bytearray] = {}
-        """Day -> users to look at when that day closes, packed (``check`` documents why)."""
-        self.checked_until = NO_DAY
-        """The checks of every day before this one have run."""
         self.restoring = False
         self._provisional_at = time.monotonic()
         self._first_open, self._open_until = NO_DAY, NO_TIME
@@ -176,12 +172,7 @@ class PartitionActivity(PartitionCapability):
         if watermark >= self._open_until:  # earlier days are closed
             self._first_open = NO_DAY if watermark == NO_TIME else clock.day(watermark)
             self._open_until = NO_TIME + 1 if watermark == NO_TIME else clock.end(self._first_open)
-        first_open = self._first_open
-        if first_open > self.checked_until:
-            # The watermark passed midnight since on_watermark last ran (it is told in steps): run
-            # the closed days' checks first, on the records as they were, so that signals keep
-            # their day order and every user keeps exactly one pending dormancy check.
-            self._run_checks(first_open)
+        first_open = self._first_open  # the checks of every earlier day have run (timers, fired at once)
         view = state.ext.get(SLOT)
         if view.__class__ is not View:  # decoded once per user per flush, then kept live
             view = state.ext[SLOT] = rules.new_view(view, state.max_ts)
@@ -219,51 +210,30 @@ class PartitionActivity(PartitionCapability):
                 self._signal(key, view, day, event.account or state.account)
             else:
                 self.check(day - 1, CHECK_ACTIVE, key)
-            if old.n is None or old.n + rules.dormant < self.checked_until:  # its dormancy check has run
+            if old.n is None or old.n + rules.dormant < first_open:  # its dormancy check has run
                 self.check(view.n + rules.dormant, CHECK_DORMANT, key)  # type: ignore[operator]
 
-    def check(self, day: int, kind: bytes, key: bytes) -> None:
-        """Look at the user again when ``day`` closes (an event-time timer).
+    def check(self, day: int, kind: str, key: bytes) -> None:
+        """Look at the user again when ``day`` closes: an event-time timer (packed with the
+        partition's others: every user active in the last ``dormant_days`` has one pending, at
+        about 14 bytes each). A check can be stale (the user was active again since); it finds
+        out from the record."""
+        self.ctx.schedule(self.clock.end(day), key, kind)
 
-        These are timers in the sense of the processor's ``ctx.schedule``, kept here as packed
-        bytes per day instead: every user active in the last ``dormant_days`` has one pending, and
-        a heap entry per user costs ~190 bytes against ~12 here. Entries can be stale (the user
-        was active again since); the check finds out from the record, as a timer would.
-        """
-        entries = self.checks.get(day)
-        if entries is None:
-            entries = self.checks[day] = bytearray()
-        entries += kind + len(key).to_bytes(2, "big") + key
-
-    def _run_checks(self, limit: int) -> None:
-        """Run the checks of every day before ``limit`` (closed), oldest first."""
-        checks, dormant = self.checks, self.rules.dormant
-        self.checked_until = max(self.checked_until, limit)
-        while checks:
-            day = min(checks)
-            if day >= limit:
-                return
-            entries = checks.pop(day)
-            at = 0
-            while at < len(entries):
-                kind = entries[at:at + 1]
-                size = int.from_bytes(entries[at + 1:at + 3], "big")
-                key = bytes(entries[at + 3:at + 3 + size])
-                at += 3 + size
-                state = self.ctx.user(key)
-                if state is None:
-                    continue
-                view = self.rules.new_view(state.ext.get(SLOT), state.max_ts)
-                if view.n is None:
-                    continue
-                if kind == CHECK_ACTIVE:
-                    if not self.restoring:
-                        self._signal(key, view, day + 1, state.account)
-                    continue
-                if not self.restoring:
-                    self._signal(key, view, day, state.account, only=DORMANT)
-                if view.n + dormant > day:  # active again since: check at its new dormancy day
-                    self.check(view.n + dormant, CHECK_DORMANT, key)
+    def on_timer(self, key: bytes, state: "UserState", tag: str, due_ms: int) -> None:
+        """A check of a day that just closed (``check``), oldest day first."""
+        day = self.clock.day(due_ms - 1)
+        view = self.rules.new_view(state.ext.get(SLOT), state.max_ts)
+        if view.n is None:
+            return
+        if tag == CHECK_ACTIVE:
+            if not self.restoring:
+                self._signal(key, view, day + 1, state.account)
+            return
+        if not self.restoring:
+            self._signal(key, view, day, state.account, only=DORMANT)
+        if view.n + self.rules.dormant > day:  # active again since: check at its new dormancy day
+            self.check(view.n + self.rules.dormant, CHECK_DORMANT, key)
 
     def _signal(self, key: bytes, view: View, day: int, account: str | None, only: int | None = None) -> None:
         """One message per lifecycle change, with an id that a replay reproduces."""
@@ -326,7 +296,6 @@ class PartitionActivity(PartitionCapability):
             self.restoring = False
             return
         limit = self.clock.day(watermark_ms)
-        self._run_checks(limit)
         if self.open_day is None:
             self.open_day = self._first_day()
             if self.open_day is None:

@@ -1,14 +1,24 @@
-"""The engagement score: 0-100 per user per day, from weighted measures judged against the
-product's cadence, the user's own history and their peers.
+"""The engagement score: 0-100 per user, from weighted measures judged against the product's
+cadence, the user's own history and their peers.
 
-Every user with activity in the last ``horizon_days`` is scored once per day, when the watermark
-passes the end of the day plus a settle time (the session timeout: the day's sessions have closed
-and their active time is in). One timer per day carries that day's batch of users (a list per
-day, rebuilt from the records by ``restore``), so a user who went silent is still scored every day
-as event time advances: nothing waits for their next event.
+Cost follows what changes. A user is *judged* (facts, score, churn risk, account share) at the
+close of the days on which something about them can change, never in a sweep over every user:
 
-Measures of day ``d`` (recent = the 7 days ending on ``d``; see docs/health-and-risk.md#engagement-score-churn-risk-and-account-health for the
-worked example):
+* the days with new inputs (an activity event; sessions close before the day is judged);
+* the days their own timers fall due: other capabilities ask for them (``request``: churn risk
+  for an inactivity threshold, the end of onboarding, a calm run; accounts for the day the user
+  stops counting as active);
+* ``horizon_days`` after their last activity the user leaves scope ("rests"): out of the peer
+  groups and the account shares, until their next activity.
+
+Each user has one live due day, kept in their record (``Ledger.due``), with a timer for it in the
+partition's packed timers. A day is judged when the watermark passes its end plus a settle time
+(the session timeout: the day's sessions have closed), on the facts as they were on that day
+(events of later days already applied are ignored). Between two judgements a user keeps their
+last score.
+
+Measures of day ``d`` (recent = the 7 days ending on ``d``; see
+docs/health-and-risk.md#engagement-score-churn-risk-and-account-health for the worked example):
 
 * recency: days since the last active day, against the user's own normal gap between active days
   (the cadence preset's gap until there is a baseline);
@@ -19,47 +29,52 @@ worked example):
 * trend: the recent week against the user's own weekly mean over the 28 days before it.
 
 Each measure's marks are ``(1 - peer_weight) x own + peer_weight x percentile``, the percentile
-being the user's rank among the peers scored the same day in the same partition with the same
-peer-segment value (e.g. plan). Users are partitioned by a hash of their id, so each partition
-holds a uniform sample of every segment: the percentile is that sample's, and it is the same
-however many workers share the partitions. Groups smaller than ``MIN_PEERS`` use the whole
-partition. The percentiles are taken over the day's whole batch at once (one timer carries the
-day's batch), so they do not depend on the order users are scored in.
+being the user's mid-rank among the latest values of the users in scope in the same partition
+with the same peer-segment value (e.g. plan), kept in counts per value bucket
+(:mod:`streams.capabilities.peers`). Users are partitioned by a hash of their id, so each partition
+holds a uniform sample of every segment: the percentile is that sample's, the same however many
+workers share the partitions. Groups smaller than ``MIN_PEERS`` use the whole partition.
 
-Inputs come from the user's :class:`~streams.capabilities.ledger.Ledger`: activity days, core actions,
-negative-intent and escalation events from the events themselves, visits and active time from
-``session_closed`` notices of the sessions capability::
+A day's judgements run in two passes, each one timer per user at the day's due time: the first
+puts every judged user's values of the day into the peer counts, the second ranks and scores
+them. So every user judged on a day is ranked against the same counts, whatever order the
+timers fire in, and a restart in the middle of a day gives the same scores: the first pass
+recomputes the same values for the users not scored yet.
+
+Inputs come from the user's :class:`~streams.capabilities.ledger.Ledger`: activity days, core
+actions, negative-intent and escalation events from the events themselves, visits and active time
+from ``session_closed`` notices of the sessions capability::
 
     ctx.notify(key, state, "session_closed", {"start_ms": int, "end_ms": int, "duration_ms": int,
                "active_ms": int, "events": int, "core_actions": {name: count}})
 
-(core actions are counted from events, so the notice's ``core_actions`` are not used: a session
-closes after its day may already have been scored).
+(core actions are counted from events, so the notice's ``core_actions`` are not used).
 
-Each scoring is announced to the other capabilities as an ``engagement_evaluated`` notice (the
-facts the churn-risk rules and the account shares need, see :func:`facts_payload`); a negative-
-intent or escalation event is announced at once (``trigger: "event"``) so risk can react within
-the minute. Score crossings of the configured thresholds (beyond the hysteresis, once a user has
-left onboarding) are ``engagement_score`` signals.
+Each judgement is announced to the other capabilities as an ``engagement_evaluated`` notice (the
+facts the churn-risk rules and the account shares need, see :func:`facts_payload`, plus
+``skipped_days``: the days in scope since the previous judgement, on which nothing could change);
+a negative-intent or escalation event is announced at once (``trigger: "event"``) so risk can
+react within the minute; a user leaving scope is announced as ``engagement_rested``. Score
+crossings of the configured thresholds (beyond the hysteresis, once a user has left onboarding)
+are ``engagement_score`` signals.
 """
 
 from __future__ import annotations
 
-from array import array
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from streams.capabilities.classify import Classifier
-from streams.capabilities.ledger import SLOT, Ledger, Usage
+from streams.capabilities.ledger import CORE_UNITS, SLOT, Ledger, Usage
+from streams.capabilities.peers import PeerRanks, PeerScale
 from streams.capabilities.segment_reader import SegmentReader
 from streams.capabilities.signals import SignalCounts, signal, signal_id
 from streams.config import (
     BASELINE_DAYS,
     BASELINE_WEEKS,
     METRIC_PREFIX,
-    MIN_PEERS,
     MS_PER_MINUTE,
     RECENT_DAYS,
     SCORE_MEASURES,
@@ -73,8 +88,12 @@ if TYPE_CHECKING:
     from streams.core.contract import Event
     from streams.core.state import UserState
 
-TIMER = "engagement:day"
+PEERS = "engagement:peers"
+"""Timer tag of a judgement's first pass (the day's values into the peer counts, or leaving scope)."""
+SCORE = "engagement:score"
+"""Timer tag of its second pass (rank, score, announce)."""
 NOTICE = "engagement_evaluated"
+RESTED = "engagement_rested"
 #: The trend needs at least two baseline weeks.
 MIN_BASELINE_DAYS = 2 * RECENT_DAYS
 MAX_GAP_DAYS = 14.0
@@ -84,53 +103,52 @@ def _clamp(x: float) -> float:
     return 0.0 if x < 0 else 1.0 if x > 1 else x
 
 
-def percentile_ranks(values: Sequence[float]) -> list[float]:
-    """Mid-rank percentile of each value among all (0-1): (below + half the ties) / n."""
-    n = len(values)
-    order = sorted(range(n), key=values.__getitem__)
-    ranks = [0.0] * n
-    i = 0
-    while i < n:
-        j = i
-        while j + 1 < n and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        rank = (i + (j - i + 1) / 2) / n
-        for k in range(i, j + 1):
-            ranks[order[k]] = rank
-        i = j + 1
-    return ranks
+def normal_gap(ledger: Ledger, day: int) -> float | None:
+    """The user's normal gap on ``day``: the mean gap between the active days of the baseline (the
+    28 days before the recent week), between 1 and ``MAX_GAP_DAYS`` (None: fewer than 2 days)."""
+    span = ledger.active_span(day - RECENT_DAYS - BASELINE_DAYS + 1, day - RECENT_DAYS)
+    if span is None or span[2] < 2:
+        return None
+    return min(MAX_GAP_DAYS, max(1.0, (span[1] - span[0]) / (span[2] - 1)))
 
 
 class Facts:
     """What a user's ledger says about day ``day``: the inputs of the score, risk and accounts."""
 
     __slots__ = ("day", "at_ms", "trigger", "first_day", "last_active", "recent", "baseline", "baseline_days",
-                 "breadth", "negative", "escalations", "weeks", "anchored", "window", "gap")
+                 "breadth", "negative", "escalations", "weeks", "anchored", "window", "window_sum", "gap", "ledger",
+                 "anchor_days", "cols", "anchor")
 
     def __init__(self, ledger: Ledger, day: int, first_day: int, at_ms: int, trigger: str,
                  anchor_days: int, negative_days: int, escalation_days: int, window_days: int = RECENT_DAYS,
                  peers_only: bool = False) -> None:
         self.day = day
+        self.ledger = ledger
+        self.anchor_days = anchor_days
         self.at_ms = at_ms
         self.trigger = trigger
         self.first_day = min(first_day, day)
         self.last_active = ledger.last_active(day)
-        anchor = day if self.last_active is None else min(day, self.last_active + anchor_days)
-        cols = ledger.columns(anchor - RECENT_DAYS - BASELINE_DAYS + 1, day)
+        anchor = self.anchor = day if self.last_active is None else min(day, self.last_active + anchor_days)
+        cols = self.cols = ledger.columns(anchor - RECENT_DAYS - BASELINE_DAYS + 1, day)
         self.recent = cols.usage(day - RECENT_DAYS + 1, day)
-        self.window = cols.usage(day - window_days + 1, day).per_week(window_days)
+        self.window_sum = cols.usage(day - window_days + 1, day)
+        self.window = self.window_sum.per_week(window_days)
         """Weekly means over the cadence's window (frequency, depth, core actions)."""
         self.baseline_days = min(BASELINE_DAYS, max(0, day - self.first_day + 1 - RECENT_DAYS))
         self.baseline = cols.usage(day - RECENT_DAYS - BASELINE_DAYS + 1, day - RECENT_DAYS)
         self.breadth = ledger.breadth(day - BASELINE_DAYS + 1, day)
         self.anchored: Usage | None = None
         self.weeks: list[Usage] = []
-        if peers_only:  # what ScoreModel.peer_values reads, nothing more
-            return
-        span = ledger.active_span(day - RECENT_DAYS - BASELINE_DAYS + 1, day - RECENT_DAYS)
-        # The user's normal gap: the mean gap between active days of the baseline (None: < 2 days).
-        self.gap = None if span is None or span[2] < 2 else \
-            min(MAX_GAP_DAYS, max(1.0, (span[1] - span[0]) / (span[2] - 1)))
+        if not peers_only:  # else only what ScoreModel.peer_buckets reads, until ``complete``
+            self.complete(ledger, negative_days, escalation_days)
+
+    def complete(self, ledger: Ledger, negative_days: int, escalation_days: int) -> "Facts":
+        """The facts the peers do not need: the normal gap, marks, the usage-drop weeks (the
+        ledger is the user's current one: the same days, possibly a fresh decoded copy)."""
+        self.ledger = ledger
+        day, anchor, cols = self.day, self.anchor, self.cols
+        self.gap = normal_gap(ledger, day)
         self.negative = ledger.marks("negative", day - negative_days + 1, day)
         self.escalations = ledger.marks("escalations", day - escalation_days + 1, day)
         # The usage-drop windows end at most ``anchor_days`` after the last active day.
@@ -139,6 +157,7 @@ class Facts:
             full = min(BASELINE_WEEKS, (anchor - self.first_day + 1 - RECENT_DAYS) // RECENT_DAYS)
             self.weeks = [cols.usage(anchor - RECENT_DAYS * (k + 1) + 1, anchor - RECENT_DAYS * k)
                           for k in range(1, full + 1)]
+        return self
 
     @property
     def recency(self) -> int | None:
@@ -147,6 +166,24 @@ class Facts:
     @property
     def history_days(self) -> int:
         return self.day - self.first_day + 1
+
+    def anchor_moves(self) -> bool:
+        """Whether tomorrow's usage-drop windows differ from today's (they end at most
+        ``anchor_days`` after the last active day, then stay put)."""
+        return self.last_active is not None and self.day + 1 <= self.last_active + self.anchor_days
+
+    def recency_on(self, day: int) -> int:
+        """Days since the last activity on a later ``day`` (no activity meanwhile)."""
+        return day - (self.last_active if self.last_active is not None else self.day)
+
+    def later(self, day: int) -> "Facts":
+        """The facts of a later ``day`` if the user sends nothing until then."""
+        return Facts(self.ledger, day, self.first_day, self.at_ms, self.trigger, self.anchor_days,
+                     0, 0, RECENT_DAYS)
+
+    def gap_on(self, day: int) -> float | None:
+        """The normal gap on a later ``day`` if the user sends nothing until then."""
+        return normal_gap(self.ledger, day)
 
     def weekly_baseline(self) -> Usage | None:
         """The baseline as a weekly mean (None with less than two weeks of history before the recent week)."""
@@ -192,6 +229,7 @@ class ScoreModel:
         self.peer_weight = cfg.peer_weight
         self.breadth_share = cfg.breadth_share
         self.core_kinds = len(settings.usage.core_actions)
+        self.scale = PeerScale(cfg.horizon_days, self.core_kinds)
 
     def own(self, facts: Facts) -> dict[str, float]:
         """Marks (0-1) against the cadence preset and the user's own history."""
@@ -210,15 +248,14 @@ class ScoreModel:
             "trend": 0.5 if trend is None else min(1.0, trend),
         }
 
-    @staticmethod
-    def peer_values(facts: Facts) -> tuple[float, ...]:
-        """The raw value each measure is ranked on among peers (higher is better), in
-        ``SCORE_MEASURES`` order."""
-        r = facts.window
-        recency = facts.recency
-        trend = facts.trend()
-        return (-(recency if recency is not None else 10 ** 6), r.active_days + r.visits / 1000, float(r.minutes),
-                r.core_actions + facts.breadth / 1000, -1.0 if trend is None else trend)
+    def peer_buckets(self, facts: Facts) -> list[int]:
+        """The buckets of the values each measure is ranked on among peers (higher is better), in
+        ``SCORE_MEASURES`` order: the last active day, active days then visits, active minutes,
+        core actions then breadth (all over the cadence window), the trend."""
+        r = facts.window_sum
+        return self.scale.buckets(facts.last_active if facts.last_active is not None else facts.day - 10 ** 4,
+                                  int(r.active_days), int(r.visits), int(r.minutes), round(r.core_actions * CORE_UNITS),
+                                  facts.breadth, facts.trend())
 
     def score(self, own: dict[str, float], peers: dict[str, float]) -> int:
         p = self.peer_weight
@@ -288,7 +325,7 @@ class EngagementCapability(Capability):
 
 
 class EngagementPartition(PartitionCapability):
-    """Scores one partition's users daily; announces facts; signals score threshold crossings."""
+    """Judges one partition's users on their due days; announces facts; signals score crossings."""
 
     def __init__(self, ctx: "PartitionContext", shared: EngagementCapability) -> None:
         super().__init__(ctx)
@@ -297,10 +334,15 @@ class EngagementPartition(PartitionCapability):
         self.horizon = shared.config.horizon_days
         self.levels: Counter[int] = Counter()
         """Users per score level (from their records, so restore rebuilds it)."""
-        self.buckets: dict[int, list[bytes]] = {}
-        """Users to score, by day (rebuilt by ``restore`` from the records)."""
+        self.peers = PeerRanks(shared.model.scale)
+        """The latest peer values of the users in scope (from their records, so restore rebuilds it)."""
         self.segments = SegmentReader(ctx)
         """The peer segment's value comes from the activity capability (its owner)."""
+        self._counted: dict[bytes, Facts] = {}
+        """Facts of the first pass, by user, until their second pass (the users of one due time)."""
+        self._judging: bytes | None = None
+        """The user whose second pass is running (their listeners' requests are gathered)."""
+        self._asked: int | None = None
 
     # --- inputs ----------------------------------------------------------------------------
     def on_event(self, key: bytes, state: "UserState", event: "Event") -> None:
@@ -309,14 +351,11 @@ class EngagementPartition(PartitionCapability):
         shared = self.shared
         day = self.clock.day(event.ts)
         mask = shared.classifier.core_mask(event)
-        rec = state.ext.get(SLOT)
-        if rec and not mask and event.name not in shared.marked and rec[0] is not None and day <= rec[0] \
-                and rec[1] >> (rec[0] - day) & 1:
+        ledger = Ledger.of(state)
+        n = ledger.n
+        if not mask and n is not None and day <= n and ledger.mask >> (n - day) & 1 \
+                and event.name not in shared.marked:
             return  # the day is already active and the event adds nothing else (most events)
-        ledger = Ledger.load(rec)
-        first_activity = ledger.n is None
-        resting = ledger.evaluated is not None and ledger.n is not None \
-            and ledger.evaluated - ledger.n >= self.horizon
         ledger.mark_active(day)
         while mask:
             low = mask & -mask
@@ -330,10 +369,9 @@ class EngagementPartition(PartitionCapability):
         elif event.name in shared.escalation:
             ledger.add_mark("escalations", day)
             trigger = True
-        state.ext[SLOT] = ledger.dump()
-        if first_activity or resting:  # start (or restart) the user's daily scoring
-            start = day if ledger.evaluated is None else max(day, ledger.evaluated + 1)
-            self._enqueue(start, key)
+        # The day's inputs changed: judge the user when it closes (a day already judged: the next).
+        evaluated = ledger.evaluated
+        self._ask(key, ledger, day if evaluated is None or day > evaluated else evaluated + 1)
         if trigger:  # risk hears of a cancel intent or an escalation at once, not at the day's end
             facts = self._facts(ledger, state, day, event.ts, "event")
             self.ctx.notify(key, state, NOTICE, facts_payload(facts, event.account or state.account,
@@ -342,9 +380,7 @@ class EngagementPartition(PartitionCapability):
     def on_notice(self, key: bytes, state: "UserState", kind: str, payload: Any) -> None:
         if kind != "session_closed":
             return
-        ledger = Ledger.load(state.ext.get(SLOT))
-        ledger.add_session(self.clock.day(int(payload["start_ms"])), int(payload.get("active_ms") or 0))
-        state.ext[SLOT] = ledger.dump()
+        Ledger.of(state).add_session(self.clock.day(int(payload["start_ms"])), int(payload.get("active_ms") or 0))
         self.ctx.mark_dirty(key, state)
 
     def _facts(self, ledger: Ledger, state: "UserState", day: int, at_ms: int, trigger: str,
@@ -354,7 +390,37 @@ class EngagementPartition(PartitionCapability):
         return Facts(ledger, day, first, at_ms, trigger, risk.drop_anchor_days, risk.negative_days,
                      risk.escalation_days, self.shared.model.preset.window_days, peers_only)
 
-    # --- daily scoring ---------------------------------------------------------------------
+    # --- due days --------------------------------------------------------------------------
+    def request(self, key: bytes, state: "UserState", day: int) -> None:
+        """Judge the user again at the close of ``day`` (or earlier, if they are due earlier).
+
+        For the partition's other capabilities: a day on which their view of the user changes
+        although the user sends nothing (an inactivity threshold, the end of a calm run, ...).
+        Days after the user leaves scope are ignored: they are judged again with their next
+        activity. Asked while the user's announcement is being heard, it sets their next due day.
+        """
+        if key == self._judging:
+            if self._asked is None or day < self._asked:
+                self._asked = day
+            return
+        ledger = Ledger.of(state)
+        if ledger.evaluated is not None and day <= ledger.evaluated:
+            return
+        last = ledger.last_active(day)
+        if last is None or day > last + self.horizon:
+            return
+        if self._ask(key, ledger, day):
+            self.ctx.mark_dirty(key, state)
+
+    def _ask(self, key: bytes, ledger: Ledger, day: int) -> bool:
+        """Make ``day`` the user's due day if it is earlier than the one they have."""
+        if ledger.due is not None and ledger.due <= day:
+            return False
+        ledger.due = day
+        self.ctx.schedule(self.shared.due(day), key, PEERS)
+        return True
+
+    # --- recovery --------------------------------------------------------------------------
     def restore(self, key: bytes, state: "UserState") -> None:
         rec = state.ext.get(SLOT)
         if not rec:
@@ -362,87 +428,95 @@ class EngagementPartition(PartitionCapability):
         ledger = Ledger.load(rec)
         if ledger.score is not None:
             self.levels[ledger.level] += 1
-        if ledger.n is None:
-            return
-        if ledger.evaluated is None:
-            self._enqueue(ledger.n - (ledger.mask.bit_length() - 1), key)
-        elif ledger.evaluated + 1 - ledger.n <= self.horizon:
-            self._enqueue(ledger.evaluated + 1, key)
+        if ledger.peer is not None:
+            self.peers.add(ledger.peer[0], ledger.peer[1:])
+        if ledger.due is None and ledger.peer is None and ledger.rested is None and ledger.n is not None \
+                and (ledger.evaluated is None or ledger.evaluated < ledger.n + self.horizon):
+            # A record written before due days were kept: judged from the day after its last judgement.
+            ledger.due = ledger.n - (ledger.mask.bit_length() - 1) if ledger.evaluated is None \
+                else ledger.evaluated + 1
+            state.ext[SLOT] = ledger
+        if ledger.due is not None:
+            self.ctx.schedule(self.shared.due(ledger.due), key, PEERS)
 
-    def _enqueue(self, day: int, key: bytes) -> None:
-        """Score the user with day ``day``'s batch. One timer per day carries the whole batch (it
-        is scheduled on the batch's first user): a million users cost a list, not a million timers."""
-        bucket = self.buckets.get(day)
-        if bucket is None:
-            bucket = self.buckets[day] = []
-            self.ctx.schedule(self.shared.due(day), key, TIMER)
-        bucket.append(key)
-
+    # --- judging ---------------------------------------------------------------------------
     def on_timer(self, key: bytes, state: "UserState", tag: str, due_ms: int) -> None:
-        """Score the day's batch: percentiles within peer groups, then marks, score, signals, notices.
-
-        Two passes over the batch: the first keeps only each user's peer values (five numbers), the
-        second recomputes the facts user by user, so a day of a million users never holds a
-        million sets of facts at once. The whole batch is scored within this call, so no commit
-        can fall between a user's facts and their score.
-        """
         day = self.shared.day_of_due(due_ms)
-        batch = self.buckets.pop(day, None)
-        if not batch:
+        ledger = Ledger.of(state)
+        if ledger.due != day or ledger.n is None:
+            return  # stale: the user's due day moved (an earlier one was judged meanwhile)
+        if tag == PEERS:
+            counted = self._counted.get(key)
+            if counted is None or counted.day != day:  # else a second timer for the same day
+                self._count(key, state, ledger, day, due_ms)
             return
-        users: list[tuple[bytes, "UserState", Ledger]] = []
-        seen: set[bytes] = set()
-        for user in batch:
-            record = self.ctx.user(user)
-            if user in seen or record is None:
-                continue
-            seen.add(user)
-            ledger = Ledger.load(record.ext.get(SLOT))
-            if ledger.n is None or (ledger.evaluated is not None and ledger.evaluated >= day):
-                continue  # already scored (a replay, or a user queued again by restore)
-            users.append((user, record, ledger))
-        self._score(day, due_ms, users)
+        counted = self._counted.pop(key, None)
+        if ledger.peer is not None and (ledger.evaluated is None or ledger.evaluated < day):
+            self._judge(key, state, ledger, day, due_ms, counted if counted is not None and counted.day == day else None)
 
-    def _score(self, day: int, at_ms: int, users: list[tuple[bytes, "UserState", Ledger]]) -> None:
-        model = self.shared.model
-        peer_index = self.shared.peer_index
-        values = [array("d", bytes(8 * len(users))) for _ in SCORE_MEASURES]
-        groups: dict[Any, list[int]] = {}
-        for index, (key, state, ledger) in enumerate(users):
-            facts = self._facts(ledger, state, day, at_ms, "day", peers_only=True)
-            for column, value in zip(values, model.peer_values(facts)):
-                column[index] = value
-            codes = self.segments.codes(state) if peer_index is not None else None
-            groups.setdefault(codes[peer_index] if codes and peer_index is not None else None, []).append(index)
-        ranks = [array("d", bytes(8 * len(users))) for _ in SCORE_MEASURES]
-        alone = []
-        for peer, members in groups.items():
-            if peer is not None and len(members) >= MIN_PEERS:
-                self._rank(values, members, members, ranks)
-            else:
-                alone.extend(members)
-        if alone:  # too few peers with the same segment value: ranked among the whole partition
-            self._rank(values, list(range(len(users))), alone, ranks)
-        for index, (key, state, ledger) in enumerate(users):
-            facts = self._facts(ledger, state, day, at_ms, "day")
-            score = model.score(model.own(facts), {m: r[index] for m, r in zip(SCORE_MEASURES, ranks)})
-            previous = ledger.score
-            ledger.evaluated = day
-            self._level(key, state, ledger, facts, score)
-            state.ext[SLOT] = ledger.dump()
-            self.ctx.mark_dirty(key, state)
-            self.ctx.notify(key, state, NOTICE, facts_payload(facts, state.account, score, previous))
-            if day + 1 - ledger.n <= self.horizon:  # type: ignore[operator]
-                self._enqueue(day + 1, key)
+    def _count(self, key: bytes, state: "UserState", ledger: Ledger, day: int, due_ms: int) -> None:
+        """First pass: the user's values of ``day`` replace their previous ones in the peer counts
+        (or, ``horizon_days`` after their last activity, they leave scope)."""
+        last = ledger.last_active(day)
+        if ledger.peer is not None:
+            self.peers.remove(ledger.peer[0], ledger.peer[1:])
+            ledger.peer = None
+        self.ctx.mark_dirty(key, state)
+        if last is None or day > last + self.horizon:
+            ledger.due = None
+            ledger.rested = day
+            self.ctx.notify(key, state, RESTED, {"day": day, "account": state.account})
+            later = ledger.next_active(day)  # activity of a later day already applied
+            if later is not None:
+                self._ask(key, ledger, later)
+            return
+        facts = self._facts(ledger, state, day, due_ms, "day", peers_only=True)
+        group = self.segments.code_on(state, self.shared.peer_index, day) if self.shared.peer_index is not None \
+            else None
+        buckets = self.shared.model.peer_buckets(facts)
+        self.peers.add(group, buckets)
+        ledger.peer = [group, *buckets]
+        self._counted[key] = facts
+        self.ctx.schedule(due_ms, key, SCORE)  # after every first pass of the day (same due time)
 
-    @staticmethod
-    def _rank(values: list[array], members: list[int], wanted: list[int], ranks: list[array]) -> None:
-        """Percentiles among ``members`` of each measure, written for the ``wanted`` ones."""
-        keep = set(wanted)
-        for column, out in zip(values, ranks):
-            for index, rank in zip(members, percentile_ranks([column[i] for i in members])):
-                if index in keep:
-                    out[index] = rank
+    def _judge(self, key: bytes, state: "UserState", ledger: Ledger, day: int, at_ms: int,
+               counted: Facts | None) -> None:
+        """Second pass: percentiles, marks, score, signals, the announcement, the next due day."""
+        shared = self.shared
+        model = shared.model
+        risk = shared.risk
+        facts = counted.complete(ledger, risk.negative_days, risk.escalation_days) if counted is not None \
+            else self._facts(ledger, state, day, at_ms, "day")
+        peer = ledger.peer
+        assert peer is not None
+        ranks = self.peers.percentiles(peer[0], peer[1:], day)
+        score = model.score(model.own(facts), dict(zip(SCORE_MEASURES, ranks)))
+        previous, previous_day = ledger.score, ledger.evaluated
+        in_scope_until = day if ledger.rested is None else ledger.rested
+        skipped = 0 if previous_day is None else max(0, min(day, in_scope_until) - 1 - previous_day)
+        ledger.evaluated, ledger.rested = day, None
+        self._level(key, state, ledger, facts, score)
+        payload = facts_payload(facts, state.account, score, previous)
+        payload["skipped_days"] = skipped
+        payload["facts"] = facts
+        ledger.due = None
+        self._judging, self._asked = key, self._own_due(ledger, facts)
+        try:
+            self.ctx.notify(key, state, NOTICE, payload)
+        finally:
+            self._judging = None
+        asked, self._asked = self._asked, None
+        if asked is not None:
+            self._ask(key, ledger, asked)
+        self.ctx.mark_dirty(key, state)
+
+    def _own_due(self, ledger: Ledger, facts: Facts) -> int | None:
+        """The score's own next due day: a later day whose inputs are already applied (events run
+        ahead of the watermark), or the day the user leaves scope."""
+        if facts.last_active is None:
+            return None
+        later = ledger.next_active(facts.day)
+        return later if later is not None else facts.last_active + self.horizon + 1
 
     def _level(self, key: bytes, state: "UserState", ledger: Ledger, facts: Facts, score: int) -> None:
         """Move the score level with hysteresis; signal each threshold crossed (after onboarding)."""

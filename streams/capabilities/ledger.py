@@ -8,7 +8,7 @@ day is final), and their formats are private to their modules; reading them woul
 rules to their internals. So this slot keeps exactly what the rules read, compactly:
 
 ``state.ext["e"]`` is a msgpack list ``[n, mask, days, cores, negative, escalations, evaluated,
-score, level]`` (trailing empty fields left out):
+score, level, due, peer, rested]`` (trailing empty fields left out):
 
 * ``n``: the newest active day (days as in :mod:`streams.core.calendar`); every other day is stored as its
   age ``n - day``, so small integers (one msgpack byte) whatever the date;
@@ -19,7 +19,15 @@ score, level]`` (trailing empty fields left out):
 * ``negative`` / ``escalations``: the ages of negative-intent / escalation events (one per event);
 * ``evaluated``: the last day scored (absolute): a timer for a day already scored is a no-op,
   which is what makes a replay after a crash score each day exactly once;
-* ``score``, ``level``: the last score and its threshold level (for crossings with hysteresis).
+* ``score``, ``level``: the last score and its threshold level (for crossings with hysteresis);
+* ``due``: the next day the user is judged (absolute; None: out of scope until their next
+  activity), the one live per-user timer of the engagement capability;
+* ``peer``: ``[group, last active day, frequency, depth, core actions, trend]``, the values the user
+  counts with among their peers (buckets of :mod:`streams.capabilities.peers`), None out of scope;
+* ``rested``: the day the user left scope (``horizon_days`` after their last activity), until
+  they are judged again.
+
+Between flushes the ledger stays decoded in the record (a :class:`~streams.core.state.LiveSlot`).
 
 Days older than :data:`KEEP_DAYS` are dropped as ``n`` moves on. Measured on the simulator's
 users: about 50 bytes for a weekly user, 120 for a daily one.
@@ -27,10 +35,15 @@ users: about 50 bytes for a weekly user, 120 for a daily one.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from itertools import accumulate
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from streams.config import BASELINE_DAYS, RECENT_DAYS
+from streams.core.state import LiveSlot
+
+if TYPE_CHECKING:
+    from streams.core.state import UserState
 
 SLOT = "e"
 #: Days kept: the recent week and the four baseline weeks, plus the recent week's anchor slack
@@ -38,7 +51,7 @@ SLOT = "e"
 KEEP_DAYS = BASELINE_DAYS + RECENT_DAYS + 2
 #: Core-action weights are kept in quarters, so weighted counts stay small integers.
 CORE_UNITS = 4
-FIELDS = 9
+FIELDS = 12
 MAX_MARKS = 16
 """At most this many negative-intent / escalation days are remembered (the newest)."""
 
@@ -64,10 +77,11 @@ class Usage(NamedTuple):
 NO_USAGE = Usage(0, 0, 0, 0.0)
 
 
-class Ledger:
-    """A decoded ledger record; mutate it, then :meth:`dump` it back into the slot."""
+class Ledger(LiveSlot):
+    """A decoded ledger record, kept in the user's record between flushes (:meth:`of`)."""
 
-    __slots__ = ("n", "mask", "days", "cores", "negative", "escalations", "evaluated", "score", "level")
+    __slots__ = ("n", "mask", "days", "cores", "negative", "escalations", "evaluated", "score", "level", "due",
+                 "peer", "rested")
 
     def __init__(self) -> None:
         self.n: int | None = None
@@ -79,14 +93,31 @@ class Ledger:
         self.evaluated: int | None = None
         self.score: int | None = None
         self.level = 0
+        self.due: int | None = None
+        self.peer: list[Any] | None = None
+        self.rested: int | None = None
 
     @classmethod
-    def load(cls, rec: list[Any] | None) -> "Ledger":
+    def of(cls, state: "UserState") -> "Ledger":
+        """The user's ledger, decoded once and kept in the record until the next flush."""
+        rec = state.ext.get(SLOT)
+        if rec.__class__ is cls:
+            return rec
+        ledger = state.ext[SLOT] = cls.load(rec)
+        return ledger
+
+    def freeze(self, state: "UserState") -> list[Any]:
+        return self.dump()
+
+    @classmethod
+    def load(cls, rec: "list[Any] | Ledger | None") -> "Ledger":
+        if isinstance(rec, Ledger):
+            return rec
         ledger = cls()
         if rec:
             rec = list(rec) + [None] * (FIELDS - len(rec))
             (ledger.n, mask, days, cores, negative, escalations, ledger.evaluated, ledger.score,
-             level) = rec[:FIELDS]
+             level, ledger.due, ledger.peer, ledger.rested) = rec[:FIELDS]
             ledger.mask = mask or 0
             ledger.days = days or []
             ledger.cores = cores or []
@@ -97,7 +128,7 @@ class Ledger:
 
     def dump(self) -> list[Any]:
         rec = [self.n, self.mask, self.days, self.cores, self.negative, self.escalations, self.evaluated,
-               self.score, self.level]
+               self.score, self.level, self.due, self.peer, self.rested]
         while rec and rec[-1] in (None, 0, []):
             rec.pop()
         return rec
@@ -213,6 +244,33 @@ class Ledger:
             return None
         return n - young - ((bits & -bits).bit_length() - 1)
 
+    def next_active(self, day: int) -> int | None:
+        """The first active day after ``day`` already in the ledger (None: none)."""
+        n = self.n
+        if n is None or n <= day:
+            return None
+        bits = self.mask & ((1 << min(n - day, KEEP_DAYS)) - 1)
+        return n - (bits.bit_length() - 1) if bits else None
+
+    def active_days(self) -> list[int]:
+        """The active days kept, newest first."""
+        out, bits, n = [], self.mask, self.n
+        while bits:
+            low = bits & -bits
+            out.append(n - (low.bit_length() - 1))  # type: ignore[operator]
+            bits ^= low
+        return out
+
+    def baseline_changes(self) -> list[int]:
+        """The days whose baseline (the 28 days before their recent week) holds other active days
+        than the day before's: an active day enters it 7 days later and leaves it 35 days later."""
+        return [e for a in self.active_days() for e in (a + RECENT_DAYS, a + RECENT_DAYS + BASELINE_DAYS)]
+
+    def mark_days(self, kind: str, days: int) -> list[int]:
+        """The days on which a negative-intent / escalation mark leaves a ``days``-day window."""
+        n = self.n
+        return [] if n is None else [n - age + days for age in getattr(self, kind)]
+
     def active_span(self, lo: int, hi: int) -> tuple[int, int, int] | None:
         """(first, last, count) of the active days within ``lo..hi`` (None: none)."""
         n = self.n
@@ -244,35 +302,31 @@ class Ledger:
 
 
 class DayColumns:
-    """A ledger's active flag, visits, minutes and core units per day over ``lo..hi``, as running
-    totals, so each window sum is two look-ups."""
+    """A ledger's days over ``lo..hi`` ready for many window sums (scoring takes eight): running
+    totals of visits, minutes and core units over its day entries, and the active-day bitmap, so
+    each window sum is two binary searches and a bit count."""
 
-    __slots__ = ("lo", "totals")
+    __slots__ = ("lo", "hi", "n", "mask", "ages", "visits", "minutes", "units")
 
     def __init__(self, ledger: Ledger, lo: int, hi: int) -> None:
-        self.lo = lo
-        size = max(0, hi - lo + 1)
-        columns = [[0] * size for _ in range(4)]
-        n = ledger.n
-        if n is not None:
-            top = n - lo
-            active = columns[0]
-            bits, age = ledger.mask, 0
-            while bits:
-                if bits & 1 and 0 <= top - age < size:
-                    active[top - age] = 1
-                bits >>= 1
-                age += 1
-            days = ledger.days
-            for j in range(0, len(days), 4):
-                i = top - days[j]
-                if 0 <= i < size:
-                    columns[1][i], columns[2][i], columns[3][i] = days[j + 1], days[j + 2], days[j + 3]
-        self.totals = [list(accumulate(column, initial=0)) for column in columns]
+        self.lo, self.hi, self.n, self.mask = lo, hi, ledger.n, ledger.mask
+        days = ledger.days
+        self.ages = days[0::4]
+        self.visits = list(accumulate(days[1::4], initial=0))
+        self.minutes = list(accumulate(days[2::4], initial=0))
+        self.units = list(accumulate(days[3::4], initial=0))
 
     def usage(self, lo: int, hi: int) -> Usage:
         """Sums over days ``lo..hi`` (within the columns' span)."""
-        last = len(self.totals[0]) - 1
-        a, b = min(last, max(0, lo - self.lo)), min(last, max(0, hi - self.lo + 1))
-        active, visits, minutes, units = (t[b] - t[a] for t in self.totals)
-        return Usage(active, visits, minutes, units / CORE_UNITS)
+        lo, hi = max(lo, self.lo), min(hi, self.hi)
+        n = self.n
+        if n is None or hi < lo or n < lo:
+            return NO_USAGE
+        young, old = max(0, n - hi), n - lo
+        bits = self.mask >> young
+        if old - young + 1 < KEEP_DAYS:
+            bits &= (1 << (old - young + 1)) - 1
+        ages = self.ages
+        a, b = bisect_left(ages, young), bisect_right(ages, old)
+        return Usage(bits.bit_count(), self.visits[b] - self.visits[a], self.minutes[b] - self.minutes[a],
+                     (self.units[b] - self.units[a]) / CORE_UNITS)

@@ -27,10 +27,16 @@ assessments lower it. New users (``onboarding_days`` since first seen) have no b
 judged by onboarding rules (no drop rules, medium at most unless they show a cancel intent)
 instead of as churners.
 
-The capability listens to the engagement capability's ``engagement_evaluated`` notices (a daily
-one per user as event time advances, and one at once on a negative-intent or escalation event),
-keeps the band in ``state.ext["r"]`` (``[band, calm assessments so far]``) and emits a
-``churn_risk`` signal on each change.
+The capability listens to the engagement capability's ``engagement_evaluated`` notices, keeps the
+band in ``state.ext["r"]`` (``[band, calm assessments so far]``) and emits a ``churn_risk`` signal
+on each change. The rules are those of a daily assessment of every user in scope, but the work
+follows what changes: the user is judged on the days with new activity (and at once on a
+negative-intent or escalation event), and on the days their band or calm run can change while
+they send nothing, which this capability works out after each judgement (:meth:`RiskPartition.next_day`)
+and asks the engagement capability for. On the days in between the assessment would find what it
+found the last time, so they count as calm assessments when the last one was calm
+(``skipped_days`` of the notice). ``tests/integration/test_sparse.py`` checks the bands of every
+user on every day against a batch assessment of every day.
 """
 
 from __future__ import annotations
@@ -41,9 +47,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from streams.capabilities.engagement import NOTICE, EngagementPartition
+from streams.capabilities.engagement import NOTICE, EngagementPartition, Facts
 from streams.capabilities.signals import SignalCounts, reason, signal, signal_id
-from streams.config import METRIC_PREFIX, RISK_BANDS, RiskConfig, Settings
+from streams.config import BASELINE_DAYS, BASELINE_WEEKS, METRIC_PREFIX, RECENT_DAYS, RISK_BANDS, RiskConfig, Settings
 from streams.core.calendar import DayClock
 from streams.core.capability import Capability, PartitionCapability, Shared
 
@@ -60,6 +66,7 @@ class Assessment(NamedTuple):
     points: float
     reasons: list[dict[str, Any]]
     onboarding: bool
+    parts: list[float] = []
 
 
 def _clamp(x: float) -> float:
@@ -104,38 +111,61 @@ class RiskRules:
         c = self.c
         onboarding = facts["history_days"] <= c.onboarding_days
         reasons: list[dict[str, Any]] = []
-        total = 0.0
-        recency, gap = facts.get("recency_days"), facts.get("gap_days")
+        parts = [0.0, 0.0, 0.0, 0.0]
+        """Points of silence, usage drop, cancel intents, escalations (summed in this order)."""
+        recency = facts.get("recency_days")
         if recency is not None:
-            if gap is None:  # no baseline yet: no normal gap to judge by
-                start, full = c.onboarding_inactive_days, c.inactive_high_days
-                usual = f"first seen {facts['history_days']} days ago"
-            else:
-                start = max(c.inactive_medium_days, c.inactive_medium_gaps * gap)
-                full = max(c.inactive_high_days, c.inactive_high_gaps * gap)
-                usual = f"usually active every {gap:.1f} days"
-            if recency >= start:
-                points = c.medium + (c.high - c.medium) * _clamp((recency - start) / max(1.0, full - start))
-                total += points
+            start, full, usual = self.silence(facts)
+            points = self.silence_points(recency, start, full)
+            if points:
+                parts[0] = points
                 reasons.append(reason("inactive_days", f"no activity for {recency} days ({usual})", points))
         if not onboarding:
-            points, drops = self._drop(facts)
-            total += points
+            parts[1], drops = self._drop(facts)
             reasons.extend(drops)
         negative = facts.get("negative_events") or 0
+        escalations = facts.get("escalations") or 0
+        parts[2], parts[3] = self.mark_points(negative, escalations)
         if negative:
-            total += c.negative_points
             reasons.append(reason("negative_event", f"{negative} cancel or downgrade intent"
                                   f"{'s' if negative > 1 else ''} in the last {c.negative_days} days",
                                   c.negative_points))
-        escalations = facts.get("escalations") or 0
         if escalations:
-            points = min(c.escalation_max_points, escalations * c.escalation_points)
-            total += points
             reasons.append(reason("escalations", f"{escalations} support escalation"
-                                  f"{'s' if escalations > 1 else ''} in the last {c.escalation_days} days", points))
+                                  f"{'s' if escalations > 1 else ''} in the last {c.escalation_days} days", parts[3]))
         reasons.sort(key=lambda r: -r["points"])
-        return Assessment(min(100.0, total), reasons, onboarding)
+        return Assessment(self.total(parts), reasons, onboarding, parts)
+
+    def mark_points(self, negative: int, escalations: int) -> tuple[float, float]:
+        """Points of cancel / downgrade intents and of support escalations in their windows."""
+        c = self.c
+        return (c.negative_points if negative else 0.0,
+                min(c.escalation_max_points, escalations * c.escalation_points) if escalations else 0.0)
+
+    @staticmethod
+    def total(parts: Sequence[float]) -> float:
+        """The points of an assessment from its parts (one expression, so that a day's points can
+        be recomputed exactly with another silence)."""
+        return min(100.0, 0.0 + parts[0] + parts[1] + parts[2] + parts[3])
+
+    def silence(self, facts: Mapping[str, Any]) -> tuple[float, float, str]:
+        """(days of silence that start to count, days that count fully, the user's rhythm in words)."""
+        c = self.c
+        gap = facts.get("gap_days")
+        if gap is None:  # no baseline yet: no normal gap to judge by
+            return c.onboarding_inactive_days, c.inactive_high_days, f"first seen {facts['history_days']} days ago"
+        return (max(c.inactive_medium_days, c.inactive_medium_gaps * gap),
+                max(c.inactive_high_days, c.inactive_high_gaps * gap), f"usually active every {gap:.1f} days")
+
+    def silence_points(self, recency: int, start: float, full: float) -> float:
+        c = self.c
+        if recency < start:
+            return 0.0
+        return c.medium + (c.high - c.medium) * _clamp((recency - start) / max(1.0, full - start))
+
+    def drop_points(self, facts: Mapping[str, Any]) -> float:
+        """The usage drop's points, whether or not the user is onboarding."""
+        return self._drop(facts)[0]
 
     def _drop(self, facts: Mapping[str, Any]) -> tuple[float, list[dict[str, Any]]]:
         c = self.c
@@ -185,6 +215,13 @@ class RiskRules:
             return previous
         return band
 
+    def daily(self, previous: int, calm: int, points: float, onboarding: bool, strong: bool) -> tuple[int, int]:
+        """A daily assessment: the band and the calm assessments in a row after it."""
+        band = self.band(previous, points, onboarding, strong, calm)
+        if band == previous and band != LOW and self.calm(band, points):
+            return band, min(calm + 1, self.c.calm_days)
+        return band, 0
+
     def calm(self, band: int, points: float) -> bool:
         """Whether an assessment of ``points`` is below the exit threshold of ``band`` (medium or high)."""
         c = self.c
@@ -228,6 +265,7 @@ class RiskPartition(PartitionCapability):
         super().__init__(ctx)
         self.shared = shared
         self.bands: Counter[int] = Counter()
+        self._peer: EngagementPartition | None = None
 
     def restore(self, key: bytes, state: "UserState") -> None:
         slot = state.ext.get(SLOT)
@@ -244,16 +282,22 @@ class RiskPartition(PartitionCapability):
         calm = slot[1] if slot and len(slot) > 1 else 0
         strong = any(r["code"] == "negative_event" for r in assessment.reasons)
         daily = payload["trigger"] == "day"
-        band = rules.band(previous or LOW, assessment.points, assessment.onboarding, strong, calm)
-        if not daily:  # an event can raise the band at once; lowering waits for the daily assessment
-            band = max(band, previous or LOW)
         if daily:
-            calm = min(calm + 1, self.shared.settings.risk.calm_days) \
-                if band == previous and band != LOW and rules.calm(band, assessment.points) else 0
+            if calm:  # the days in scope since the last judgement were calm as well: nothing changed then
+                calm = min(calm + payload.get("skipped_days", 0), self.shared.settings.risk.calm_days)
+            band, calm = rules.daily(previous or LOW, calm, assessment.points, assessment.onboarding, strong)
+        else:  # an event can raise the band at once; lowering waits for the daily assessment
+            band = max(rules.band(previous or LOW, assessment.points, assessment.onboarding, strong, calm),
+                       previous or LOW)
         stored = [band, calm] if calm else [band]
         if stored != slot:
             state.ext[SLOT] = stored
             self.ctx.mark_dirty(key, state)
+        if daily:
+            due = self.next_day(payload, assessment, band, calm, strong)
+            engagement = self._engagement()
+            if due is not None and engagement is not None:
+                engagement.request(key, state, due)
         if previous == band:
             return
         if previous is not None:
@@ -272,6 +316,114 @@ class RiskPartition(PartitionCapability):
                "reasons": assessment.reasons, "onboarding": assessment.onboarding,
                "trigger": payload["trigger"]}))
         self.shared.signals.add("churn_risk", new)
+
+    def _engagement(self) -> EngagementPartition | None:
+        if self._peer is None:
+            self._peer = self.ctx.peer(EngagementPartition)
+        return self._peer
+
+    def next_day(self, payload: Mapping[str, Any], assessment: Assessment, band: int, calm: int,
+                 strong: bool) -> int | None:
+        """The next day on which the user's band or calm run can change if they send nothing:
+        the user is judged again then, and the days in between need no look.
+
+        The rules are stepped forward from ``day`` on the user's own record: silence grows by a
+        day a day; the normal gap changes as active days enter and leave the baseline, marks
+        leave their windows, onboarding ends, each on a known day; the usage drop stays put once
+        its windows stop moving (``drop_anchor_days`` after the last activity; until then the
+        user is judged daily if they have the habit the drop needs). Stretches where the points
+        cannot move are jumped over (a calm run completes after ``calm_days``), and the points
+        are recomputed by the same expressions as the assessment, so the day found is the day a
+        daily assessment would change something."""
+        rules = self.shared.rules
+        c = rules.c
+        day, recency = payload["day"], payload.get("recency_days")
+        facts: Facts | None = payload.get("facts")
+        if recency is None or facts is None:
+            return None
+        ledger, last, first = facts.ledger, day - recency, payload["first_day"]
+        bound: float = math.inf
+        # The usage drop (whether or not onboarding) on each day its windows still move, then for good.
+        drops = {e: self._drop_on(facts, e) for e in range(day + 1, last + c.drop_anchor_days + 1)}
+        frozen = drops[max(drops)] if drops else rules.drop_points(payload)
+        # Days on which the record's facts change without new events (each is looked at).
+        changes = sorted({d for d in (first + c.onboarding_days, *ledger.mark_days("negative", c.negative_days),
+                                      *ledger.mark_days("escalations", c.escalation_days),
+                                      *ledger.baseline_changes(), *drops) if d > day})
+        parts = list(assessment.parts)
+        calm_days = c.calm_days
+        thresholds = sorted({c.medium_exit, c.medium, c.high_exit, c.high})
+        start = full = 0.0
+        e, at = day + 1, 0
+        changed = True
+        while e < bound:
+            while at < len(changes) and changes[at] <= e:
+                at += 1
+                changed = True
+            if changed:  # the facts of day ``e`` besides the silence
+                changed = False
+                onboarding = e - first + 1 <= c.onboarding_days
+                negative = ledger.marks("negative", e - c.negative_days + 1, e)
+                parts[1] = 0.0 if onboarding else drops.get(e, frozen)
+                parts[2], parts[3] = rules.mark_points(negative, ledger.marks("escalations", e - c.escalation_days + 1, e))
+                strong = negative > 0
+                gap = facts.gap_on(e)
+                start, full, _ = rules.silence({**payload, "gap_days": None if gap is None else round(gap, 2)})
+            r = e - last
+            parts[0] = rules.silence_points(r, start, full)
+            after, after_calm = rules.daily(band, calm, rules.total(parts), onboarding, strong)
+            if after != band or (after_calm == 0) != (calm == 0):
+                return e
+            calm = after_calm
+            if start <= r < full:  # the silence grows day by day: on to the day it crosses a threshold
+                limit = min(last + math.ceil(full), bound, changes[at] if at < len(changes) else math.inf,
+                            e + calm_days - calm if calm else math.inf)
+                now = rules.total(parts)
+                target = min((t for t in thresholds if t > now), default=None)
+                lo = hi = int(limit)
+                if target is not None:
+                    lo = e + 1
+                    while lo < hi:  # the points only grow: the first day they reach the target
+                        mid = (lo + hi) // 2
+                        parts[0] = rules.silence_points(mid - last, start, full)
+                        if rules.total(parts) >= target:
+                            hi = mid
+                        else:
+                            lo = mid + 1
+                if calm:
+                    calm += lo - e - 1
+                e = lo
+                continue
+            # The points stay as they are until silence starts counting (or for good once it
+            # counts fully) or the facts change: only a calm run goes on, completing after
+            # ``calm_days`` assessments in a row.
+            stop = min(last + math.ceil(start) if r < start else math.inf, bound,
+                       changes[at] if at < len(changes) else math.inf)
+            if calm:
+                completes = e + calm_days - calm
+                if completes < stop:
+                    return completes
+                calm += int(stop) - e - 1 if stop < math.inf else 0
+            if stop == math.inf:
+                return None
+            e = int(stop)
+        return int(bound) if bound < math.inf else None
+
+    def _drop_on(self, facts: Facts, day: int) -> float:
+        """The usage drop's points on a later ``day`` if the user sends nothing until then (0 at
+        once when the weeks it would compare cannot show the habit the drop needs)."""
+        c = self.shared.rules.c
+        anchor = min(day, day - facts.recency_on(day) + c.drop_anchor_days)
+        weeks = min(BASELINE_WEEKS, (anchor - facts.first_day + 1 - RECENT_DAYS) // RECENT_DAYS)
+        if weeks < 2:
+            return 0.0
+        habit = facts.ledger.usage(anchor - RECENT_DAYS * (weeks + 1) + 1, anchor - RECENT_DAYS).active_days
+        if habit < c.habit_active_days * weeks:
+            return 0.0
+        later = facts.later(day)
+        return self.shared.rules.drop_points({"weeks": [[w.measure(i) for i in range(3)] for w in later.weeks],
+                                              "anchored": None if later.anchored is None else
+                                              [later.anchored.measure(i) for i in range(3)]})
 
     def figures(self) -> dict[str, Any]:
         return {f"risk_{name}": self.bands.get(code, 0) for code, name in enumerate(RISK_BANDS)}

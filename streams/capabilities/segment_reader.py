@@ -60,6 +60,15 @@ class SegmentReader:
             return None
         return newest_codes(state.ext.get(ACTIVITY_SLOT), dims)
 
+    def code_on(self, state: "UserState", dim: int, day: int) -> Any:
+        """The user's label code of dimension ``dim`` on ``day`` (None: no value then), from the
+        activity record's history: a judgement of a past day ignores later identify events."""
+        activity = self._peer()
+        if activity is None or dim >= len(activity.shared.dims):
+            return None
+        view = activity.rules.new_view(state.ext.get(ACTIVITY_SLOT), state.max_ts)
+        return view.label(dim, day)
+
     def codes(self, state: "UserState") -> Codes | None:
         """:meth:`current` as a tuple (a key of :meth:`labels`)."""
         current = self.current(state)

@@ -1,6 +1,7 @@
-"""Ctrl-C and SIGTERM end the commands that start processes (demo, up) the same clean way.
+"""Ctrl-C, SIGTERM and a closed terminal (SIGHUP) end the commands that start processes (demo,
+up) the same clean way.
 
-Both raise ``KeyboardInterrupt`` in the main thread, so the context managers that started the
+Each raises ``KeyboardInterrupt`` in the main thread, so the context managers that started the
 broker and the worker stop them in order. SIGINT is set explicitly: a program started from a
 script as a background job inherits SIGINT *ignored*, and Python then never installs its handler.
 """
@@ -19,8 +20,10 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM raise ``KeyboardInterrupt``; the previous handlers after."""
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    """Within the block, SIGINT, SIGTERM and SIGHUP raise ``KeyboardInterrupt``; the previous
+    handlers after. (The broker and the worker run in sessions of their own, so a closed terminal
+    reaches only this process, which must stop them.)"""
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:

@@ -152,7 +152,7 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
                       outputs, capabilities, slice_s=LOOP_SLICE_S)
     app.engagement_runtime = runtime
     # The runtime flushes dirty records when Faust starts a commit (see WorkerMonitor).
-    monitor = WorkerMonitor(before_commit=runtime.flush)
+    monitor = WorkerMonitor(before_commit=lambda: runtime.flush())
     app.monitor = monitor
     registry = build_registry(runtime)
     registry.register(WorkerCollector(app, settings, monitor, outputs.sent))

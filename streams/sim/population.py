@@ -237,10 +237,8 @@ class SimUser:
         rng = self.rng
         rand = rng.random
         uid = self.index
-        t = self._describe(t, day, out)
-        decaying = intensity < 1.0
+        t = self._arrive(t, day, onboarding, out)
         if onboarding:
-            out.append((t, uid, "track", SIGNUP_EVENT, {"plan": self.account.plan}))
             for step in range(1, 2 + int(rand() * (ONBOARDING_STEPS - 1)) + 1):
                 t += 20 * MS_PER_SECOND + int(rand() * 70 * MS_PER_SECOND)
                 out.append((t, uid, "track", ONBOARDING_EVENT, {"step": step}))
@@ -278,12 +276,28 @@ class SimUser:
             t += idle_lo + int(rand() * idle_span) if rand() < 0.3 else 1000 + int(rand() * 14_000)
             page = PAGE_DECK[int(rand() * len(PAGE_DECK))]
             out.append((t, uid, page_type, page, {"path": "/" + page}))
+        return self._trouble(t, intensity, farewell, out)
+
+    def _arrive(self, t: int, day: int, onboarding: bool, out: list[Item]) -> int:
+        """The start of a session: identify / group messages when due, the sign-up on the first."""
+        t = self._describe(t, day, out)
+        if onboarding:
+            out.append((t, self.index, "track", SIGNUP_EVENT, {"plan": self.account.plan}))
+        return t
+
+    def _trouble(self, t: int, intensity: float, farewell: bool, out: list[Item]) -> int:
+        """After a session: now and then a support ticket; a decaying churner may look at billing
+        and click cancel or downgrade. Returns the time of the last event."""
+        rng = self.rng
+        rand = rng.random
+        uid = self.index
+        decaying = intensity < 1.0
         if rand() < ESCALATION_P[decaying]:
             t += 5000 + int(rand() * 55_000)
             out.append((t, uid, "track", ESCALATION_EVENT, {"topic": rng.choice(("billing", "bug", "how-to"))}))
         if decaying and self.churn_day is not None and rand() < (0.7 if farewell else 0.5 * (1.0 - intensity)):
             t += 5000 + int(rand() * 55_000)
-            out.append((t, uid, page_type, "billing", {"path": "/billing"}))
+            out.append((t, uid, self.page_type, "billing", {"path": "/billing"}))
             t += 5000 + int(rand() * 55_000)
             out.append((t, uid, "track", rng.choice(NEGATIVE_EVENTS), {"plan": self.account.plan}))
         return t
@@ -330,26 +344,24 @@ class Shape:
     seed: int
     shares: tuple[float, float, float, float]  # engaged, casual, churning, resurrecting
     new_users: float
+    sparse: bool = False
+    """A sparse product instead (``streams.sim.sparse``): few active days per user, short lives."""
     cohorts: bool = False
     """Accounts that start together and pause together instead (``streams.sim.cohorts``)."""
 
 
 def build_population(shape: Shape) -> list[SimUser]:
     """Accounts (sizes skewed, some at risk), users with kinds in exact proportions, join days."""
+    if shape.sparse:
+        from streams.sim.sparse import build_sparse_population
+
+        return build_sparse_population(shape)
     if shape.cohorts:
         from streams.sim.cohorts import build_cohort_population
 
         return build_cohort_population(shape)
     rng = Random(f"population:{shape.seed}")
-    n_acc = max(1, min(shape.accounts, shape.users))
-    weights = [rng.paretovariate(1.2) for _ in range(n_acc)]
-    owner = list(range(n_acc)) + rng.choices(range(n_acc), weights=weights, k=shape.users - n_acc)
-    rng.shuffle(owner)
-    sizes = [0] * n_acc
-    for a in owner:
-        sizes[a] += 1
-    accounts = [_account(rng, i, sizes[i], shape.days) for i in range(n_acc)]
-    at_risk = [AT_RISK_WEIGHT if rng.random() < AT_RISK_ACCOUNT_P else 1.0 for _ in range(n_acc)]
+    accounts, owner, at_risk = build_accounts(rng, shape)
 
     counts = [round(share * shape.users) for share in shape.shares]
     counts[1] = shape.users - counts[0] - counts[2] - counts[3]  # casual takes the rounding
@@ -374,6 +386,20 @@ def build_population(shape: Shape) -> list[SimUser]:
         account.users += 1
         users.append(SimUser(i, shape.seed, account, kinds[i], shape.days, join_day))
     return users
+
+
+def build_accounts(rng: Random, shape: Shape) -> tuple[list[SimAccount], list[int], list[float]]:
+    """Accounts with skewed sizes, each user's account, and each account's churn weight."""
+    n_acc = max(1, min(shape.accounts, shape.users))
+    weights = [rng.paretovariate(1.2) for _ in range(n_acc)]
+    owner = list(range(n_acc)) + rng.choices(range(n_acc), weights=weights, k=shape.users - n_acc)
+    rng.shuffle(owner)
+    sizes = [0] * n_acc
+    for a in owner:
+        sizes[a] += 1
+    accounts = [_account(rng, i, sizes[i], shape.days) for i in range(n_acc)]
+    at_risk = [AT_RISK_WEIGHT if rng.random() < AT_RISK_ACCOUNT_P else 1.0 for _ in range(n_acc)]
+    return accounts, owner, at_risk
 
 
 def _account(rng: Random, index: int, size: int, days: int) -> SimAccount:

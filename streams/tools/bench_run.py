@@ -37,7 +37,7 @@ class _Stopwatch:
         self.count = 0
         self.first = 0.0
         self.handling = 0.0
-        """Seconds spent in the pipeline's own per-event code (``Runtime.handle``)."""
+        """Seconds spent in the pipeline's own code (``Runtime.handle``, ``work``, flushes)."""
         self.sent: list[Any] = []
         """Counts of records produced per topic (the pipeline's outputs, changelogs included)."""
         self.loop = LoopWatch()
@@ -87,11 +87,11 @@ def _bare_app(settings: Settings, watch: _Stopwatch) -> faust.App:
 
 
 def _pipeline_app(settings: Settings, watch: _Stopwatch) -> faust.App:
-    """The worker's app with every capability switched on; counting wraps its handler."""
+    """The worker's app with every capability switched on; timing wraps the runtime's own steps
+    (events, sliced timer work, flushes): the pipeline's own microseconds per event."""
     app, runtime = build_app(settings)
-    handle = runtime.handle
-
     clock = time.perf_counter
+    handle, work, flush, flush_some = runtime.handle, runtime.work, runtime.flush, runtime.flush_some
 
     def counted(*args: Any) -> str:
         started = clock()
@@ -100,7 +100,18 @@ def _pipeline_app(settings: Settings, watch: _Stopwatch) -> faust.App:
         watch.tick()
         return outcome
 
+    def timed(step: Any) -> Any:
+        def run(*args: Any) -> Any:
+            started = clock()
+            out = step(*args)
+            watch.handling += clock() - started
+            return out
+        return run
+
     runtime.handle = counted  # type: ignore[method-assign,assignment]
+    runtime.work = timed(work)  # type: ignore[method-assign]
+    runtime.flush = timed(flush)  # type: ignore[method-assign]
+    runtime.flush_some = timed(flush_some)  # type: ignore[method-assign]
     watch.sent = [app.monitor.messages_sent_by_topic, app.engagement_outputs.sent]
     watch.loop = app.engagement_loop  # type: ignore[attr-defined]
     return app

@@ -27,7 +27,7 @@ import time
 from array import array
 from pathlib import Path
 from queue import Empty
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import msgpack
 import orjson
@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from streams.config import MS_PER_DAY, ConfigError, Settings
+from streams.config import FLUSH_SLICE_RECORDS, GC_THRESHOLDS, LOOP_SLICE_S, MS_PER_DAY, ConfigError, Settings
 from streams.core.contract import parse_time_ms
 
 console = Console(stderr=True)
@@ -110,6 +110,43 @@ class Workload:
             yield ts, uid.encode(), orjson.dumps(doc)
 
 
+class Steps:
+    """The longest synchronous step of the runtime: one event, one slice of due timers, one slice
+    of a flush or the flush's synchronous rest (what a worker's event loop would be blocked by);
+    and, apart, the longest pause of the garbage collector (it runs inside whichever step
+    allocates when a collection is due)."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self.longest_kind = ""
+        self.gc_longest = 0.0
+        self._gc_started = 0.0
+        gc.callbacks.append(self._gc)
+
+    def _gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_longest = max(self.gc_longest, time.perf_counter() - self._gc_started)
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._gc)
+
+    def time(self, kind: str, step: Callable[..., Any], *args: Any) -> Any:
+        started = time.perf_counter()
+        out = step(*args)
+        took = time.perf_counter() - started
+        if took > self.longest:
+            self.longest, self.longest_kind = took, kind
+        return out
+
+    def commit(self, runtime: Any) -> None:
+        """A commit as the worker makes it: the records in slices, then the rest at once."""
+        while runtime.store.dirty_count() > FLUSH_SLICE_RECORDS:
+            self.time("flush slice", runtime.flush_some, FLUSH_SLICE_RECORDS)
+        self.time("flush", runtime.flush)
+
+
 class _Discard:
     """Stands in for the Faust producer: counts what would be sent."""
 
@@ -147,10 +184,13 @@ def measure(settings: Settings, users: int, days: int, seed: int, capabilities: 
         sink = _Discard()
         store = UserStore(table, settings.state_cache_users, sink.changelog)
         caps = build_capabilities(settings) if capabilities == "all" else [ActivityCapability(settings)]
-        runtime = Runtime(settings, store, sink, caps)
+        runtime = Runtime(settings, store, sink, caps, slice_s=LOOP_SLICE_S)
         runtime.processor(0)
+        steps = Steps()
         workload = Workload(users, days, seed)
         gc.collect()
+        gc.freeze()  # the garbage collector tuned as in the worker (streams.runtime.worker.faust_worker)
+        gc.set_threshold(*GC_THRESHOLDS)
         rss_before = rss_bytes()
         started = time.perf_counter()
         events = 0
@@ -160,12 +200,17 @@ def measure(settings: Settings, users: int, days: int, seed: int, capabilities: 
             task = bar.add_task("feed", total=days, day=0)
             for day in range(days):
                 for ts, key, raw in workload.day(day):
-                    runtime.handle(0, key, raw, events, ts + 1000)
+                    while runtime.busy:  # as the worker does: due timers in slices before the next event
+                        steps.time("timers", runtime.work)
+                    steps.time("event", runtime.handle, 0, key, raw, events, ts + 1000)
                     events += 1
                     if events % FLUSH_EVERY == 0:
-                        runtime.flush()
+                        steps.commit(runtime)
                 bar.update(task, advance=1, day=day + 1)
-        runtime.flush()
+        while runtime.busy:
+            steps.time("timers", runtime.work)
+        steps.commit(runtime)
+        steps.close()
         seconds = time.perf_counter() - started
         gc.collect()
         rss_after = rss_bytes()
@@ -187,11 +232,12 @@ def measure(settings: Settings, users: int, days: int, seed: int, capabilities: 
                 "rss_growth_bytes": rss_after - rss_before, "rss_growth_mb": (rss_after - rss_before) / 2**20,
                 "rss_growth_bytes_per_user": (rss_after - rss_before) / max(records, 1),
                 "disk_bytes": disk, "timers_pending": len(proc.timers),
-                "activity_check_bytes": sum(len(b) for cap in proc.capabilities
-                                            for b in getattr(cap, "checks", {}).values()),
+                "timer_bytes": proc.timers.nbytes(),
                 "decoded_cache_users": settings.state_cache_users, "home_cache_keys": len(runtime.home),
                 "rocksdb_options": settings.rocksdb_options() if settings.store.startswith("rocksdb") else None,
                 "changelog_and_outputs": sink.sent,
+                "longest_step_ms": steps.longest * 1000, "longest_step": steps.longest_kind,
+                "longest_gc_pause_ms": steps.gc_longest * 1000,
                 "activated_users": figures.get("activated_users"), "active_users_30d": figures.get("active_users_30d")}
 
 
@@ -237,13 +283,16 @@ def _print(results: list[dict[str, Any]]) -> None:
                         f"decoded cache {first['decoded_cache_users']:,} users; capabilities: "
                         f"{', '.join(first['capabilities'])}")
     for column in ("store", "record B/user", "activity B/user", "RSS growth MB", "RSS B/user", "disk MB",
-                   "timers", "events/s"):
+                   "timers", "events/s", "longest step ms", "longest GC ms"):
         table.add_column(column, justify="left" if column == "store" else "right")
     for r in results:
         table.add_row(r["store"], f"{r['state_bytes_per_user']:.1f}", f"{r['activity_slot_bytes_per_user']:.1f}",
                       f"{r['rss_growth_mb']:.0f}", f"{r['rss_growth_bytes_per_user']:.0f}",
-                      f"{r['disk_bytes'] / 2**20:.0f}", f"{r['timers_pending']:,}", f"{r['events_per_s']:,.0f}")
+                      f"{r['disk_bytes'] / 2**20:.0f}", f"{r['timers_pending']:,}", f"{r['events_per_s']:,.0f}",
+                      f"{r['longest_step_ms']:.0f} ({r['longest_step']})", f"{r['longest_gc_pause_ms']:.0f}")
     out.print(table)
     out.print("record B/user: the whole encoded UserState (every capability's slot, the de-duplication ring); "
               "activity B/user: its ext['a'] slot alone.\nFloors (issue 3): <= 200 bytes per user; "
-              "RSS growth <= 600 MB for 1M users with the memory store.")
+              "RSS growth <= 600 MB for 1M users with the memory store.\nlongest step: the longest synchronous "
+              "step, as the worker slices its work (an event, a slice of due timers, a slice of a flush); "
+              "floor (issue 12): <= 50 ms at 1M users.")

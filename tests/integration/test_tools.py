@@ -100,21 +100,29 @@ def test_demo_runs_shows_metrics_and_cleans_up_on_ctrl_c(tmp_path: Path) -> None
         assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
 
 
-def test_bench_measures_both_modes_over_every_event(tmp_path: Path) -> None:
+def test_bench_measures_both_modes_over_every_event_of_each_workload(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGAGEMENT_")}
     result = subprocess.run([sys.executable, "-m", "streams", "bench", "--events", "3000", "--users", "100",
-                             "--repeat", "1", "--json-out", str(out)], capture_output=True, env=env, timeout=300)
+                             "--workload", "dense", "--workload", "sparse", "--scale", "0.002",
+                             "--repeat", "1", "--json-out", str(out)], capture_output=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     doc = orjson.loads(out.read_bytes())
-    assert [r["mode"] for r in doc["runs"]] == ["bare", "pipeline"]
-    assert all(r["events"] == 3000 and r["events_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in doc["runs"])
-    assert doc["ratio"] == pytest.approx(doc["pipeline"]["events_per_s"] / doc["bare"]["events_per_s"])
-    assert "ratio pipeline / bare" in result.stdout.decode()
-    bare, pipeline = doc["runs"]
-    # The bare agent produces nothing; the pipeline's records include sessions and signals (a run
-    # this short ends before its first commit, so before any state changelog record).
-    assert bare["sent"] == {} and bare["handle_us"] == 0
-    assert pipeline["sent"].get("engagement-sessions", 0) > 0 and pipeline["sent"].get("engagement-signals", 0) > 0
-    assert pipeline["handle_us"] > 0
-    assert doc["pipeline"]["outputs_per_event"] == pytest.approx(sum(pipeline["sent"].values()) / 3000)
+    assert list(doc["workloads"]) == ["dense", "sparse"]
+    dense, sparse = doc["workloads"]["dense"], doc["workloads"]["sparse"]
+    assert dense["events"] == 3000 and sparse["events"] > 3000 and sparse["users"] == 100
+    for w in (dense, sparse):
+        assert [r["mode"] for r in w["runs"]] == ["bare", "pipeline"]
+        assert all(r["events"] == w["events"] and r["events_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in w["runs"])
+        assert w["ratio"] == pytest.approx(w["pipeline"]["events_per_s"] / w["bare"]["events_per_s"])
+        bare, pipeline = w["runs"]
+        # The bare agent produces nothing; the pipeline's records include sessions and signals (a run
+        # this short ends before its first commit, so before any state changelog record).
+        assert bare["sent"] == {} and bare["handle_us"] == 0
+        assert pipeline["sent"].get("engagement-sessions", 0) > 0 and pipeline["sent"].get("engagement-signals", 0) > 0
+        assert pipeline["handle_us"] > 0 and pipeline["loop_block_ms"] > 0
+        assert w["pipeline"]["outputs_per_event"] == pytest.approx(sum(pipeline["sent"].values()) / w["events"])
+    floors = {f["what"]: f for f in doc["floors"]}
+    assert floors["sparse events/s / dense events/s"]["value"] == pytest.approx(
+        sparse["pipeline"]["events_per_s"] / dense["pipeline"]["events_per_s"], abs=1e-3)
+    assert "dense: pipeline / bare" in result.stdout.decode()

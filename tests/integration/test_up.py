@@ -92,3 +92,22 @@ def test_up_serves_my_events_and_stops_cleanly_on_ctrl_c() -> None:
     assert out.decode().rstrip().endswith("stopped.")
     for pid in started:
         assert gone(pid), pid
+
+
+def test_a_closed_terminal_stops_up_and_what_it_started() -> None:
+    """SIGHUP (the terminal went away) reaches only ``streams up``: the broker and the worker run in
+    sessions of their own, so it has to stop them itself."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGAGEMENT_")}
+    up = subprocess.Popen([sys.executable, "-m", "streams", "up", "--port", str(free_port()),
+                           "--web-port", str(free_port())], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    assert up.stdout is not None
+    lines: list[str] = []
+    while not any("streams report" in line for line in lines) and up.poll() is None:
+        lines.append(up.stdout.readline().decode())
+    started = children(up.pid)
+    assert len(started) == 2, "".join(lines)
+    up.send_signal(signal.SIGHUP)
+    out, _ = up.communicate(timeout=60)
+    assert out.decode().rstrip().endswith("stopped.")
+    for pid in started:
+        assert gone(pid), pid

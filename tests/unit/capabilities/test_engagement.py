@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.capabilities.engagement import Facts, ScoreModel, percentile_ranks
+from streams.capabilities.engagement import Facts, ScoreModel
 from streams.capabilities.ledger import CORE_UNITS, KEEP_DAYS, Ledger
 from streams.capabilities.registry import build_capabilities
 from streams.config import MS_PER_DAY, MS_PER_MINUTE, EngagementConfig
@@ -72,12 +72,6 @@ def test_core_weights_are_kept_in_quarters() -> None:
     ledger.add_core(DAY0, 1, 2.0)
     assert ledger.usage(DAY0, DAY0).core_actions == (round(0.5 * CORE_UNITS) + round(2.0 * CORE_UNITS)) / CORE_UNITS
     assert ledger.usage(DAY0, DAY0).core_actions == 2.5
-
-
-def test_percentile_ranks_count_ties_as_half() -> None:
-    # values 1, 2, 2, 3: below + half the equal (itself included), over 4
-    assert percentile_ranks([2, 1, 3, 2]) == [(1 + 1) / 4, 0.5 / 4, (3 + 0.5) / 4, (1 + 1) / 4]
-    assert percentile_ranks([7]) == [0.5]
 
 
 def facts_for(active: dict[int, tuple[int, int, int]], day: int, first_day: int, window_days: int = 7) -> Facts:
