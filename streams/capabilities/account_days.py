@@ -13,10 +13,12 @@ the account's busiest 7-day mean in the two weeks before: a day with a quarter o
 returns is open, a holiday's near-empty days are not, a course fading as learners drop out stays
 open. The days before an account's first return (between sign-ups and the start) are closed.
 
-Accounts with fewer than ``MIN_PEERS`` users in the partition are judged by the partition as a
-whole (a handful of users says little about an account's days); so are users without an
-account. Each partition keeps its own counts of its own users: a uniform sample of every
-account, the same however many workers share the partitions.
+Accounts with fewer than ``MIN_PEERS`` users in the partition on the day judged are judged by the
+partition as a whole (a handful of users says little about an account's days); so are users
+without an account. A user counts for an account from the day of their first event with it (until
+the day of an event with another). Each partition keeps its own counts of its own users: a uniform
+sample of every account, the same however many workers share the partitions. A partition with
+fewer than ``MIN_PEERS`` users has no peers to judge by: every day counts as open.
 
 Counts are final once the day is judged (the watermark has passed the day's end plus the settle
 time, so later events for it are late), and a day's open flag is worked out the first time it is
@@ -35,32 +37,46 @@ OPEN_SHARE = 0.25
 TYPICAL_DAYS = 7
 TYPICAL_SPAN = 14
 #: Days of open flags and counts kept (the longest silence judged is the engagement horizon).
-KEEP_DAYS = 96
+KEEP_DAYS = 63
 ALL = ""
 """The partition-wide group (users without an account, accounts too small to judge)."""
 
 
-class Group:
-    """One account's daily returns and open flags (bit ``i`` of ``open``: day ``base - i``)."""
+def _pairs(flat: list[int]) -> dict[int, int]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
-    __slots__ = ("members", "counts", "base", "open", "final")
+
+def _flat(pairs: dict[int, int]) -> list[int]:
+    return [v for day in sorted(pairs) for v in (day, pairs[day])]
+
+
+class Group:
+    """One account's daily returns and open flags (bit ``i`` of ``open``: day ``base - i``), and
+    its members by day (``moves``: users joining, or leaving, on a day)."""
+
+    __slots__ = ("members", "moves", "counts", "base", "open", "final")
 
     def __init__(self, rec: list[Any] | None = None) -> None:
         self.members = 0
+        """Members before the oldest day in ``moves``."""
+        self.moves: dict[int, int] = {}
         self.counts: dict[int, int] = {}
         self.base: int | None = None
         self.open = 0
         self.final: int | None = None
         """The last day whose flag is worked out."""
         if rec:
-            self.members, flat, self.base, self.open, self.final = rec
-            self.counts = {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+            self.members, moves, counts, self.base, self.open, self.final = rec
+            self.moves, self.counts = _pairs(moves), _pairs(counts)
 
     def dump(self) -> list[Any]:
-        flat: list[int] = []
-        for day in sorted(self.counts):
-            flat += [day, self.counts[day]]
-        return [self.members, flat, self.base, self.open, self.final]
+        return [self.members, _flat(self.moves), _flat(self.counts), self.base, self.open, self.final]
+
+    def move(self, day: int, n: int) -> None:
+        self.moves[day] = self.moves.get(day, 0) + n
+
+    def members_on(self, day: int) -> int:
+        return self.members + sum(n for d, n in self.moves.items() if d <= day)
 
     def finish(self, upto: int) -> None:
         """Work out the open flags of every day up to ``upto`` (their counts are final)."""
@@ -84,6 +100,8 @@ class Group:
         self.final = upto
         for old in [d for d in self.counts if d < upto - TYPICAL_SPAN - TYPICAL_DAYS]:
             del self.counts[old]  # no longer needed for a typical day
+        for old in [d for d in self.moves if d < upto - KEEP_DAYS]:
+            self.members += self.moves.pop(old)  # no day that old is judged any more
 
     def open_days(self, lo: int, hi: int) -> int:
         """Open days within ``lo..hi`` (finished days only; days before the first return are closed)."""
@@ -114,14 +132,18 @@ class AccountDays:
             group = self.groups[account] = Group()
         return group
 
-    def joined(self, account: str | None, previous: str | None) -> None:
-        """A user counts under ``account`` now (under ``previous`` before; None: none)."""
+    def arrived(self, day: int) -> None:
+        """A user of this partition seen for the first time, on ``day``."""
+        self.groups[ALL].move(day, 1)
+
+    def joined(self, account: str | None, previous: str | None, day: int) -> None:
+        """A user counts under ``account`` from ``day`` on (under ``previous`` before; None: none)."""
         if previous == account:
             return
         if previous:
-            self._group(previous).members -= 1
+            self._group(previous).move(day, -1)
         if account:
-            self._group(account).members += 1
+            self._group(account).move(day, 1)
 
     def returned(self, account: str | None, day: int) -> None:
         """A user came back on ``day`` (their first activity that day, not their first day)."""
@@ -129,14 +151,17 @@ class AccountDays:
             counts = self._group(key).counts
             counts[day] = counts.get(day, 0) + 1
 
-    def group(self, account: str | None) -> Group:
-        """The group judging a user of ``account``: the account when it has enough users here."""
+    def group(self, account: str | None, day: int) -> Group:
+        """The group judging a user of ``account`` on ``day``: the account when it has enough users
+        here that day."""
         group = self.groups.get(account) if account else None
-        return group if group is not None and group.members >= MIN_PEERS else self.groups[ALL]
+        return group if group is not None and group.members_on(day) >= MIN_PEERS else self.groups[ALL]
 
-    def open_days(self, account: str | None, lo: int, hi: int) -> int:
-        """Days within ``lo..hi`` on which the user's group was open; ``hi`` must be a finished day
-        (judged: no event of it can still arrive)."""
-        group = self.group(account)
+    def open_days(self, account: str | None, lo: int, hi: int, day: int | None = None) -> int:
+        """Days within ``lo..hi`` on which the user's group (as of ``day``, default ``hi``) was open;
+        ``hi`` must be a finished day (judged: no event of it can still arrive)."""
+        group = self.group(account, hi if day is None else day)
+        if group.members_on(hi if day is None else day) < MIN_PEERS:  # the partition itself is too small
+            return max(0, hi - lo + 1)
         group.finish(hi)
         return group.open_days(lo, hi)

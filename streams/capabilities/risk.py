@@ -41,13 +41,18 @@ user on every day against a batch assessment of every day.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from streams.capabilities.engagement import NOTICE, EngagementPartition, Facts
+from streams.capabilities import risk_bands
+from streams.capabilities.engagement import NOTICE, RESTED, EngagementPartition, Facts
+from streams.capabilities.risk_bands import Hold, cut_for, model_reasons
+from streams.capabilities.risk_learner import Learner
+from streams.capabilities.risk_learning import Pending, features, phase, quantize, resolve
 from streams.capabilities.signals import SignalCounts, reason, signal, signal_id
 from streams.config import BASELINE_DAYS, BASELINE_WEEKS, METRIC_PREFIX, RECENT_DAYS, RISK_BANDS, RiskConfig, Settings
 from streams.core.calendar import DayClock
@@ -55,9 +60,12 @@ from streams.core.capability import Capability, PartitionCapability, Shared
 
 if TYPE_CHECKING:
     from streams.core.capability import PartitionContext
+    from streams.core.contract import Event
     from streams.core.state import UserState
 
+log = logging.getLogger(__name__)
 SLOT = "r"
+MODES = ("rules", "model")
 LOW, MEDIUM, HIGH = 0, 1, 2
 DROP_CODES = ("activity_drop", "active_time_drop", "core_action_drop")
 
@@ -107,7 +115,9 @@ class RiskRules:
     def __init__(self, config: RiskConfig) -> None:
         self.c = config
 
-    def assess(self, facts: Mapping[str, Any]) -> Assessment:
+    def assess(self, facts: Mapping[str, Any], silence: int | None = None) -> Assessment:
+        """The points and reasons of a judgement; ``silence``: the days of the user's silence that
+        count (their account was open on them; default: all of them)."""
         c = self.c
         onboarding = facts["history_days"] <= c.onboarding_days
         reasons: list[dict[str, Any]] = []
@@ -115,11 +125,13 @@ class RiskRules:
         """Points of silence, usage drop, cancel intents, escalations (summed in this order)."""
         recency = facts.get("recency_days")
         if recency is not None:
+            counted = recency if silence is None else min(silence, recency)
             start, full, usual = self.silence(facts)
-            points = self.silence_points(recency, start, full)
+            points = self.silence_points(counted, start, full)
             if points:
                 parts[0] = points
-                reasons.append(reason("inactive_days", f"no activity for {recency} days ({usual})", points))
+                shared = f"{counted} of them while the account was active, " if counted < recency else ""
+                reasons.append(reason("inactive_days", f"no activity for {recency} days ({shared}{usual})", points))
         if not onboarding:
             parts[1], drops = self._drop(facts)
             reasons.extend(drops)
@@ -238,24 +250,96 @@ class RiskCapability(Capability):
     def __init__(self, settings: Settings, shared: Shared | None = None) -> None:
         super().__init__(settings, shared or Shared())
         self.rules = RiskRules(settings.risk)
+        self.config = settings.risk
         self.clock = DayClock(settings.activity.timezone)
         self.signals = self.shared.get(SignalCounts, SignalCounts)
+        self.churn_events = frozenset(settings.risk.churn_events)
+        self.period = settings.risk.predict_days + settings.risk.churn_silence_days
+        for problem in silent_reasons(settings):
+            log.warning("risk: %s", problem)
 
     def for_partition(self, ctx: "PartitionContext") -> "RiskPartition":
         return RiskPartition(ctx, self)
 
+    def topics(self) -> Sequence[str]:
+        return [self.config.trace_topic] if self.config.trace_topic else []
+
     def collect(self, parts: Sequence[PartitionCapability]) -> Iterable[Metric]:
-        """Users per risk band (owned partitions) and the signal counter of every engagement signal."""
+        """Users per risk band, the models' labels and modes (owned partitions), and the signal
+        counter of every engagement signal."""
         gauge = GaugeMetricFamily(f"{METRIC_PREFIX}_risk_users", "Users per churn-risk band (owned "
                                   "partitions; sum over workers).", labels=["band"])
+        labels = GaugeMetricFamily(f"{METRIC_PREFIX}_risk_model_labels", "Labels the churn-risk models "
+                                   "learned from (owned partitions; sum over workers).", labels=["label"])
+        modes = GaugeMetricFamily(f"{METRIC_PREFIX}_risk_mode_partitions", "Partitions whose churn risk the "
+                                  "rules or the model decide (owned partitions; sum over workers).", labels=["mode"])
         bands: Counter[int] = Counter()
+        counts = [0, 0]
+        mode: Counter[str] = Counter()
         for part in parts:
             if isinstance(part, RiskPartition):
                 bands.update(part.bands)
+                counts[0] += part.learner.model.negatives
+                counts[1] += part.learner.model.positives
+                mode[part.mode] += 1
         for code, name in enumerate(RISK_BANDS):
             gauge.add_metric([name], bands.get(code, 0))
+        labels.add_metric(["stayed"], counts[0])
+        labels.add_metric(["churned"], counts[1])
+        for name in MODES:
+            modes.add_metric([name], mode.get(name, 0))
         yield gauge
+        yield labels
+        yield modes
         yield self.signals.family()
+
+
+def silent_reasons(settings: Settings) -> list[str]:
+    """Reasons the configuration makes impossible: each is a warning at start-up (a product whose
+    cancel event has another name would otherwise never see ``negative_event``, and nobody would
+    know)."""
+    c = settings.risk
+    out = []
+    if not c.negative_events or c.negative_points <= 0:
+        out.append("negative_event can never fire: no negative_events configured (or negative_points 0)")
+    if not c.escalation_events or c.escalation_points <= 0:
+        out.append("escalations can never fire: no escalation_events configured (or escalation_points 0)")
+    if not settings.usage.core_actions or c.drop_weight_core_actions <= 0:
+        out.append("core_action_drop can never fire: no [usage] core_actions configured "
+                   "(or drop_weight_core_actions 0)")
+    if c.drop_weight_active_time <= 0:
+        out.append("active_time_drop can never fire: drop_weight_active_time is 0")
+    if settings.capabilities and "sessions" not in settings.capabilities:
+        out.append("active_time_drop can never fire: the sessions capability does not run")
+    return out
+
+
+class RiskSlot:
+    """A user's risk record (``state.ext["r"]``): ``[band, calm, up, down, snapshot day, snapshot,
+    last return]`` (trailing empty fields left out).
+
+    ``calm``: the rules' calm assessments in a row; ``up`` / ``down``: the model's runs (see
+    :mod:`streams.capabilities.risk_bands`); the snapshot waiting for its label
+    (:mod:`streams.capabilities.risk_learning`); the last day the user came back (counted in their
+    account's open days)."""
+
+    __slots__ = ("band", "calm", "up", "down", "snap_day", "snap", "returned")
+
+    def __init__(self, rec: list[Any] | None) -> None:
+        rec = list(rec or []) + [None] * (7 - len(rec or []))
+        band, calm, self.up, self.down, self.snap_day, self.snap, self.returned = rec[:7]
+        self.band: int | None = band
+        self.calm: int = calm or 0
+
+    def dump(self) -> list[Any]:
+        rec = [self.band, self.calm, self.up, self.down, self.snap_day, self.snap, self.returned]
+        while len(rec) > 1 and rec[-1] in (None, 0):
+            rec.pop()
+        return rec if rec != [None] else []
+
+    @property
+    def pending(self) -> Pending | None:
+        return None if self.snap_day is None else Pending(self.snap_day, self.snap)
 
 
 class RiskPartition(PartitionCapability):
@@ -266,38 +350,98 @@ class RiskPartition(PartitionCapability):
         self.shared = shared
         self.bands: Counter[int] = Counter()
         self._peer: EngagementPartition | None = None
+        self.learner = Learner(ctx, shared.config)
+
+    @property
+    def mode(self) -> str:
+        return "model" if self.learner.ready() else "rules"
 
     def restore(self, key: bytes, state: "UserState") -> None:
         slot = state.ext.get(SLOT)
-        if slot:
+        if slot and slot[0] is not None:
             self.bands[slot[0]] += 1
 
+    # --- the accounts' open days and churn events --------------------------------------------
+    def on_event(self, key: bytes, state: "UserState", event: "Event") -> None:
+        days = self.learner.days
+        day = self.shared.clock.day(event.ts)
+        account = event.account or state.account
+        if state.is_new:
+            days.arrived(day)
+        if event.account and event.account != state.account:
+            days.joined(event.account, state.account, day)
+            self.learner.touch()
+        if not event.is_activity:
+            return
+        slot = RiskSlot(state.ext.get(SLOT))
+        changed = False
+        first = day if state.is_new else self.shared.clock.day(min(state.first_ts, event.ts))
+        if day > first and (slot.returned is None or day > slot.returned):
+            days.returned(account, day)
+            slot.returned = day
+            self.learner.touch()
+            changed = True
+        if event.name in self.shared.churn_events and slot.pending is not None:
+            self.learner.label(day, key, slot.snap, 1)
+            slot.snap_day = slot.snap = None
+            changed = True
+        if changed:
+            state.ext[SLOT] = slot.dump()
+
+    # --- judgements ----------------------------------------------------------------------------
     def on_notice(self, key: bytes, state: "UserState", kind: str, payload: Any) -> None:
+        if kind == RESTED:
+            self._rested(key, state, payload)
+            return
         if kind != NOTICE:
             return
-        rules = self.shared.rules
-        assessment = rules.assess(payload)
-        slot = state.ext.get(SLOT)
-        previous = slot[0] if slot else None
-        calm = slot[1] if slot and len(slot) > 1 else 0
-        strong = any(r["code"] == "negative_event" for r in assessment.reasons)
+        config = self.shared.config
+        learner = self.learner
+        day = payload["day"]
         daily = payload["trigger"] == "day"
+        learner.catch_up(day)
+        slot = RiskSlot(state.ext.get(SLOT))
+        previous = slot.band
+        account = payload.get("account") or state.account
+        final = day if daily else day - 1  # the last day whose open flag can be known
+        recency = payload.get("recency_days")
+        last = None if recency is None else day - recency
+        since = day - payload["history_days"] + 1 if last is None else last + 1
+        # Judged by the peers the user had when they fell silent, so the count only grows while they stay so.
+        silence_open = learner.days.open_days(account, since, final, since - 1) if since <= final else 0
+        account_open = learner.days.open_days(account, day - RECENT_DAYS + 1, final, day) / RECENT_DAYS
+        x = features(payload, silence_open, account_open)
         if daily:
-            if calm:  # the days in scope since the last judgement were calm as well: nothing changed then
-                calm = min(calm + payload.get("skipped_days", 0), self.shared.settings.risk.calm_days)
-            band, calm = rules.daily(previous or LOW, calm, assessment.points, assessment.onboarding, strong)
-        else:  # an event can raise the band at once; lowering waits for the daily assessment
-            band = max(rules.band(previous or LOW, assessment.points, assessment.onboarding, strong, calm),
-                       previous or LOW)
-        stored = [band, calm] if calm else [band]
-        if stored != slot:
-            state.ext[SLOT] = stored
-            self.ctx.mark_dirty(key, state)
+            self._label(key, slot, payload, x, account)
+        mode = self.mode
+        if mode == "rules":
+            assessment = self.shared.rules.assess(payload, silence_open)
+            band, probability = self._rules_band(slot, payload, assessment, daily), None
+            risk, points, reasons = assessment.points / 100, assessment.points, assessment.reasons
+            onboarding = assessment.onboarding
+            due = self.next_day(payload, assessment, band, slot.calm, any(
+                r["code"] == "negative_event" for r in assessment.reasons), silence_open) if daily else None
+        else:
+            model = learner.model
+            probability = model.probability(x)
+            band = self._model_band(slot, probability, day, daily)
+            risk, points = probability, 100 * probability
+            reasons = model_reasons(model.reasons(x), payload, silence_open, config)
+            onboarding = payload["history_days"] <= config.onboarding_days
+            due = risk_bands.next_day(Hold(band, slot.up, slot.down), day, last, config) if daily else None
         if daily:
-            due = self.next_day(payload, assessment, band, calm, strong)
+            due = self._learning_due(key, slot, day, due)
             engagement = self._engagement()
             if due is not None and engagement is not None:
                 engagement.request(key, state, due)
+        stored = slot.dump()
+        if stored != state.ext.get(SLOT):
+            state.ext[SLOT] = stored
+            self.ctx.mark_dirty(key, state)
+        user = key.decode("utf-8", "replace")
+        if config.trace_topic:
+            self.ctx.emit(config.trace_topic, key, {"user_id": user, "day": self.shared.clock.label(day),
+                                                    "risk": round(risk, 4), "band": RISK_BANDS[band], "mode": mode})
         if previous == band:
             return
         if previous is not None:
@@ -305,17 +449,92 @@ class RiskPartition(PartitionCapability):
         self.bands[band] += 1
         if previous is None and band == LOW:
             return  # first assessment, nothing to act on
-        user = key.decode("utf-8", "replace")
         old = None if previous is None else RISK_BANDS[previous]
         new = RISK_BANDS[band]
         at = payload["at_ms"]
         self.ctx.emit(self.ctx.settings.signals_topic, key, signal(
             "churn_risk", signal_id("churn_risk", user, old, new, at), at,
-            self.shared.clock.label(payload["day"]), user, payload.get("account") or state.account,
-            **{"from": old, "to": new, "risk_points": round(assessment.points, 1), "score": payload.get("score"),
-               "reasons": assessment.reasons, "onboarding": assessment.onboarding,
-               "trigger": payload["trigger"]}))
+            self.shared.clock.label(day), user, account,
+            **{"from": old, "to": new, "risk_points": round(points, 1), "score": payload.get("score"),
+               "reasons": reasons, "onboarding": onboarding, "trigger": payload["trigger"],
+               "probability": None if probability is None else round(probability, 4), "mode": mode}))
         self.shared.signals.add("churn_risk", new)
+
+    def _rules_band(self, slot: RiskSlot, payload: Mapping[str, Any], assessment: Assessment, daily: bool) -> int:
+        """The rules' band and calm run (kept in ``slot``); the model's runs start over."""
+        rules = self.shared.rules
+        previous = slot.band
+        calm = slot.calm
+        strong = any(r["code"] == "negative_event" for r in assessment.reasons)
+        if daily:
+            if calm:  # the days in scope since the last judgement were calm as well: nothing changed then
+                calm = min(calm + payload.get("skipped_days", 0), self.shared.config.calm_days)
+            band, calm = rules.daily(previous or LOW, calm, assessment.points, assessment.onboarding, strong)
+        else:  # an event can raise the band at once; lowering waits for the daily assessment
+            band = max(rules.band(previous or LOW, assessment.points, assessment.onboarding, strong, calm),
+                       previous or LOW)
+        slot.band, slot.calm, slot.up, slot.down = band, calm, None, None
+        return band
+
+    def _model_band(self, slot: RiskSlot, probability: float, day: int, daily: bool) -> int:
+        """The model's band and runs (kept in ``slot``); the rules' calm run starts over."""
+        cut = cut_for(self.learner.model.cuts, self.shared.config)
+        hold = Hold(slot.band or LOW, slot.up, slot.down)
+        if cut is not None:
+            hold = risk_bands.step(hold, probability, cut, day, self.shared.config, daily)
+        slot.band, slot.up, slot.down, slot.calm = hold.band, hold.up, hold.down, 0
+        return hold.band
+
+    # --- labels ----------------------------------------------------------------------------------
+    def _label(self, key: bytes, slot: RiskSlot, payload: Mapping[str, Any], x: list[float],
+               account: str | None) -> None:
+        """Resolve the user's snapshot when its label is known; take a new one on their phase day."""
+        config = self.shared.config
+        day = payload["day"]
+        pending = slot.pending
+        horizon, silence = config.predict_days, config.churn_silence_days
+        recency = payload.get("recency_days")
+        if pending is not None:
+            start = pending.day + horizon
+            opened = self.learner.days.open_days(account, start, day, day) if day >= start + silence - 1 else 0
+            y = resolve(pending, day, None if recency is None else day - recency, opened, horizon, silence)
+            if y is not None:
+                if y >= 0:
+                    self.learner.label(day, key, pending.data, y)
+                slot.snap_day = slot.snap = None
+        around = recency is not None and recency < silence
+        if slot.snap_day is None and around and day % self.shared.period == phase(key, self.shared.period):
+            slot.snap_day, slot.snap = day, quantize(x)
+
+    def _learning_due(self, key: bytes, slot: RiskSlot, day: int, due: int | None) -> int | None:
+        """The judgement day asked for: ``due``, or earlier when the user's snapshot gets its label
+        or their next phase day comes (a snapshot is taken then)."""
+        config = self.shared.config
+        period = self.shared.period
+        days = [d for d in (due,) if d is not None]
+        if slot.snap_day is not None:
+            days.append(slot.snap_day + config.predict_days + config.churn_silence_days - 1)
+        else:
+            days.append(day + (phase(key, period) - day - 1) % period + 1)
+        later = [d for d in days if d > day]
+        return min(later) if later else None
+
+    def _rested(self, key: bytes, state: "UserState", payload: Mapping[str, Any]) -> None:
+        """The user left scope (silent ``horizon_days``): their snapshot's label is known now."""
+        slot = RiskSlot(state.ext.get(SLOT))
+        pending = slot.pending
+        if pending is None:
+            return
+        config = self.shared.config
+        day = payload["day"]
+        start = pending.day + config.predict_days
+        if day >= start:
+            opened = self.learner.days.open_days(payload.get("account") or state.account, start, day, day)
+            if opened >= config.predict_days:
+                self.learner.label(day, key, pending.data, 1)
+        slot.snap_day = slot.snap = None
+        state.ext[SLOT] = slot.dump()
+        self.ctx.mark_dirty(key, state)
 
     def _engagement(self) -> EngagementPartition | None:
         if self._peer is None:
@@ -323,7 +542,7 @@ class RiskPartition(PartitionCapability):
         return self._peer
 
     def next_day(self, payload: Mapping[str, Any], assessment: Assessment, band: int, calm: int,
-                 strong: bool) -> int | None:
+                 strong: bool, silence: int | None = None) -> int | None:
         """The next day on which the user's band or calm run can change if they send nothing:
         the user is judged again then, and the days in between need no look.
 
@@ -342,6 +561,9 @@ class RiskPartition(PartitionCapability):
         if recency is None or facts is None:
             return None
         ledger, last, first = facts.ledger, day - recency, payload["first_day"]
+        # The silence counts from ``counted``: only open days of the account count, and the days to
+        # come may all be open, so stepping as if they were finds the earliest day anything changes.
+        counted = day - (recency if silence is None else min(silence, recency))
         bound: float = math.inf
         # The usage drop (whether or not onboarding) on each day its windows still move, then for good.
         drops = {e: self._drop_on(facts, e) for e in range(day + 1, last + c.drop_anchor_days + 1)}
@@ -369,14 +591,14 @@ class RiskPartition(PartitionCapability):
                 strong = negative > 0
                 gap = facts.gap_on(e)
                 start, full, _ = rules.silence({**payload, "gap_days": None if gap is None else round(gap, 2)})
-            r = e - last
+            r = e - counted
             parts[0] = rules.silence_points(r, start, full)
             after, after_calm = rules.daily(band, calm, rules.total(parts), onboarding, strong)
             if after != band or (after_calm == 0) != (calm == 0):
                 return e
             calm = after_calm
             if start <= r < full:  # the silence grows day by day: on to the day it crosses a threshold
-                limit = min(last + math.ceil(full), bound, changes[at] if at < len(changes) else math.inf,
+                limit = min(counted + math.ceil(full), bound, changes[at] if at < len(changes) else math.inf,
                             e + calm_days - calm if calm else math.inf)
                 now = rules.total(parts)
                 target = min((t for t in thresholds if t > now), default=None)
@@ -385,7 +607,7 @@ class RiskPartition(PartitionCapability):
                     lo = e + 1
                     while lo < hi:  # the points only grow: the first day they reach the target
                         mid = (lo + hi) // 2
-                        parts[0] = rules.silence_points(mid - last, start, full)
+                        parts[0] = rules.silence_points(mid - counted, start, full)
                         if rules.total(parts) >= target:
                             hi = mid
                         else:
@@ -397,7 +619,7 @@ class RiskPartition(PartitionCapability):
             # The points stay as they are until silence starts counting (or for good once it
             # counts fully) or the facts change: only a calm run goes on, completing after
             # ``calm_days`` assessments in a row.
-            stop = min(last + math.ceil(start) if r < start else math.inf, bound,
+            stop = min(counted + math.ceil(start) if r < start else math.inf, bound,
                        changes[at] if at < len(changes) else math.inf)
             if calm:
                 completes = e + calm_days - calm

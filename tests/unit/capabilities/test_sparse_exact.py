@@ -94,9 +94,9 @@ def run(settings: Settings, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [s for s in signals.values() if not s["user_id"].startswith(CLOCK)]
 
 
-@pytest.mark.parametrize("risk", [
-    RiskConfig(negative_events=(), escalation_events=()),  # the usage drop of all three factors
-    RiskConfig(drop_weight_activity=1.0, drop_weight_active_time=0.0, drop_weight_core_actions=0.0),
+@pytest.mark.parametrize("risk", [  # the rules always (their model is tested on its own)
+    RiskConfig(negative_events=(), escalation_events=(), mode="rules"),  # the usage drop of all three factors
+    RiskConfig(drop_weight_activity=1.0, drop_weight_active_time=0.0, drop_weight_core_actions=0.0, mode="rules"),
 ], ids=["usage-drop", "cancel-intents-and-escalations"])
 def test_every_users_lifecycle_and_risk_band_on_every_day_equal_the_daily_sweep(risk: RiskConfig) -> None:
     settings = unit_settings(partitions=PARTITIONS, allowed_lateness_s=0, risk=risk)
