@@ -68,6 +68,9 @@ SLOT = "r"
 MODES = ("rules", "model")
 LOW, MEDIUM, HIGH = 0, 1, 2
 DROP_CODES = ("activity_drop", "active_time_drop", "core_action_drop")
+OPEN_WEEK_DAYS = 4
+"""A week of the usage drop counts only when the user's account was open on at least this many of
+its days; its active days count per 7 open days (a holiday week is no drop)."""
 
 
 class Assessment(NamedTuple):
@@ -81,20 +84,24 @@ def _clamp(x: float) -> float:
     return 0.0 if x < 0 else 1.0 if x > 1 else x
 
 
-def _factors(week: Sequence[float]) -> tuple[float, float | None, float | None]:
-    """(active days, active minutes per active day, core actions per active hour) of a week's
-    [active days, minutes, core actions]."""
+def _factors(week: Sequence[float], open_days: int = RECENT_DAYS) -> tuple[float, float | None, float | None]:
+    """(active days per 7 open days of the account, active minutes per active day, core actions per
+    active hour) of a week's [active days, minutes, core actions] with ``open_days`` open days."""
     days, minutes, cores = week
-    return (days, minutes / days if days else None, cores * 60 / minutes if minutes else None)
+    return (days * RECENT_DAYS / open_days if open_days else 0.0, minutes / days if days else None,
+            cores * 60 / minutes if minutes else None)
 
 
-def drop_z(weeks: Sequence[Sequence[float]], recent: Sequence[float], floor: float) -> list[tuple[float, float] | None]:
+def drop_z(weeks: Sequence[Sequence[float]], recent: Sequence[float], floor: float,
+           opens: Sequence[int] | None = None, recent_open: int = RECENT_DAYS) -> list[tuple[float, float] | None]:
     """Per factor, (z, baseline mean): how many of the user's week-to-week spreads the recent week
-    is below the baseline weeks' mean (None: not enough baseline weeks with that factor)."""
-    now = _factors(recent)
+    is below the baseline weeks' mean (None: not enough baseline weeks with that factor); ``opens``:
+    the open days of the account in each baseline week (default: all)."""
+    now = _factors(recent, recent_open)
+    opens = opens or [RECENT_DAYS] * len(weeks)
     out: list[tuple[float, float] | None] = []
     for j in range(3):
-        values = [v for v in (_factors(w)[j] for w in weeks) if v is not None]
+        values = [v for v in (_factors(w, o)[j] for w, o in zip(weeks, opens)) if v is not None]
         if len(values) < 2:
             out.append(None)
             continue
@@ -182,13 +189,20 @@ class RiskRules:
     def _drop(self, facts: Mapping[str, Any]) -> tuple[float, list[dict[str, Any]]]:
         c = self.c
         weeks, recent = facts.get("weeks") or [], facts.get("anchored")
-        if recent is None or len(weeks) < 2:
+        opens = facts.get("weeks_open") or [RECENT_DAYS] * len(weeks)
+        recent_open = facts.get("anchored_open", RECENT_DAYS)
+        if recent is None or recent_open < OPEN_WEEK_DAYS:
+            return 0.0, []  # a week the account mostly sat out says nothing about the user's habit
+        kept = [(w, o) for w, o in zip(weeks, opens) if o >= OPEN_WEEK_DAYS]
+        if len(kept) < 2:
             return 0.0, []
-        means = [sum(w[i] for w in weeks) / len(weeks) for i in range(3)]
+        weeks, opens = [w for w, _ in kept], [o for _, o in kept]
+        means = [sum(_factors(w, o)[0] for w, o in kept) / len(kept),
+                 *(sum(w[i] for w in weeks) / len(weeks) for i in (1, 2))]
         if means[0] < c.habit_active_days:
             return 0.0, []
         enough = (True, means[1] >= c.min_active_minutes, means[2] >= c.min_core_actions)
-        zs = drop_z(weeks, recent, c.drop_spread_floor)
+        zs = drop_z(weeks, recent, c.drop_spread_floor, opens, recent_open)
         parts = [(j, found[0], found[1], w) for j, (found, w) in enumerate(zip(zs, c.drop_weights))
                  if found is not None and enough[j] and w > 0]
         if not parts:
@@ -201,10 +215,11 @@ class RiskRules:
         now = _factors(recent)
         pushes = [(j, zj, mean, w * max(zj, 0.0)) for j, zj, mean, w in parts if zj >= c.drop_z_start]
         share = sum(p for *_, p in pushes) or 1.0
+        closed = f" (the account was open on {recent_open})" if recent_open < RECENT_DAYS else ""
         out = []
         for j, zj, mean, push in pushes:
             x = now[j] or 0.0
-            text = (f"active on {x:g} of the last 7 days, against {mean:.1f} a week before",
+            text = (f"active on {x:g} of the last 7 days{closed}, against {mean:.1f} a week before",
                     f"{x:.0f} active minutes per active day in the last 7 days, against {mean:.0f} before",
                     f"{x:.1f} core actions per active hour in the last 7 days, against {mean:.1f} before")[j]
             out.append(reason(DROP_CODES[j], text, points * push / share))
@@ -415,6 +430,7 @@ class RiskPartition(PartitionCapability):
             self._label(key, slot, payload, x, account)
         mode = self.mode
         if mode == "rules":
+            payload = {**payload, **self._week_opens(account, payload, final, last)}
             assessment = self.shared.rules.assess(payload, silence_open)
             band, probability = self._rules_band(slot, payload, assessment, daily), None
             risk, points, reasons = assessment.points / 100, assessment.points, assessment.reasons
@@ -459,6 +475,25 @@ class RiskPartition(PartitionCapability):
                "reasons": reasons, "onboarding": onboarding, "trigger": payload["trigger"],
                "probability": None if probability is None else round(probability, 4), "mode": mode}))
         self.shared.signals.add("churn_risk", new)
+
+    def _week_opens(self, account: str | None, payload: Mapping[str, Any], final: int,
+                    last: int | None) -> dict[str, Any]:
+        """The open days of the user's account in the usage drop's recent week and baseline weeks
+        (judged by the peers the user had on their last active day, like the silence); days not
+        finished yet count as open."""
+        if last is None:
+            return {}
+        day = payload["day"]
+        anchor = min(day, last + self.shared.config.drop_anchor_days)
+        days = self.learner.days
+
+        def opened(lo: int, hi: int) -> int:
+            known = days.open_days(account, lo, min(hi, final), last) if lo <= min(hi, final) else 0
+            return known + max(0, hi - max(final, lo - 1))
+
+        return {"anchored_open": opened(anchor - RECENT_DAYS + 1, anchor),
+                "weeks_open": [opened(anchor - RECENT_DAYS * (k + 1) + 1, anchor - RECENT_DAYS * k)
+                               for k in range(1, len(payload.get("weeks") or []) + 1)]}
 
     def _rules_band(self, slot: RiskSlot, payload: Mapping[str, Any], assessment: Assessment, daily: bool) -> int:
         """The rules' band and calm run (kept in ``slot``); the model's runs start over."""
@@ -566,12 +601,14 @@ class RiskPartition(PartitionCapability):
         counted = day - (recency if silence is None else min(silence, recency))
         bound: float = math.inf
         # The usage drop (whether or not onboarding) on each day its windows still move, then for good.
-        drops = {e: self._drop_on(facts, e) for e in range(day + 1, last + c.drop_anchor_days + 1)}
-        frozen = drops[max(drops)] if drops else rules.drop_points(payload)
+        moving = range(day + 1, last + c.drop_anchor_days + 1)
+        if any(self._drop_on(facts, e) is None for e in moving):
+            return day + 1  # its windows still move over days whose open flags are not known yet
+        frozen = 0.0 if moving else rules.drop_points(payload)
         # Days on which the record's facts change without new events (each is looked at).
         changes = sorted({d for d in (first + c.onboarding_days, *ledger.mark_days("negative", c.negative_days),
                                       *ledger.mark_days("escalations", c.escalation_days),
-                                      *ledger.baseline_changes(), *drops) if d > day})
+                                      *ledger.baseline_changes()) if d > day})
         parts = list(assessment.parts)
         calm_days = c.calm_days
         thresholds = sorted({c.medium_exit, c.medium, c.high_exit, c.high})
@@ -586,7 +623,7 @@ class RiskPartition(PartitionCapability):
                 changed = False
                 onboarding = e - first + 1 <= c.onboarding_days
                 negative = ledger.marks("negative", e - c.negative_days + 1, e)
-                parts[1] = 0.0 if onboarding else drops.get(e, frozen)
+                parts[1] = 0.0 if onboarding else frozen
                 parts[2], parts[3] = rules.mark_points(negative, ledger.marks("escalations", e - c.escalation_days + 1, e))
                 strong = negative > 0
                 gap = facts.gap_on(e)
@@ -631,21 +668,21 @@ class RiskPartition(PartitionCapability):
             e = int(stop)
         return int(bound) if bound < math.inf else None
 
-    def _drop_on(self, facts: Facts, day: int) -> float:
-        """The usage drop's points on a later ``day`` if the user sends nothing until then (0 at
-        once when the weeks it would compare cannot show the habit the drop needs)."""
+    def _drop_on(self, facts: Facts, day: int) -> float | None:
+        """0 when the usage drop cannot judge the user on a later ``day`` if they send nothing until
+        then (the weeks it would compare cannot show the habit the drop needs, even with every day
+        to come open), else None: it may, and the user is judged that day."""
         c = self.shared.rules.c
         anchor = min(day, day - facts.recency_on(day) + c.drop_anchor_days)
         weeks = min(BASELINE_WEEKS, (anchor - facts.first_day + 1 - RECENT_DAYS) // RECENT_DAYS)
         if weeks < 2:
             return 0.0
         habit = facts.ledger.usage(anchor - RECENT_DAYS * (weeks + 1) + 1, anchor - RECENT_DAYS).active_days
-        if habit < c.habit_active_days * weeks:
+        # Active days count per 7 open days, and only weeks with OPEN_WEEK_DAYS open days count:
+        # the habit a week can show is at most its active days x 7 / OPEN_WEEK_DAYS.
+        if habit * RECENT_DAYS < c.habit_active_days * OPEN_WEEK_DAYS * 2:
             return 0.0
-        later = facts.later(day)
-        return self.shared.rules.drop_points({"weeks": [[w.measure(i) for i in range(3)] for w in later.weeks],
-                                              "anchored": None if later.anchored is None else
-                                              [later.anchored.measure(i) for i in range(3)]})
+        return None
 
     def figures(self) -> dict[str, Any]:
         return {f"risk_{name}": self.bands.get(code, 0) for code, name in enumerate(RISK_BANDS)}
