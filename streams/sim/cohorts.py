@@ -23,7 +23,7 @@ from __future__ import annotations
 from random import Random
 from typing import TYPE_CHECKING
 
-from streams.sim.population import SimAccount, SimUser, _account
+from streams.sim.population import SimAccount, SimUser, _account, exact_kinds
 
 if TYPE_CHECKING:
     from streams.sim.population import Shape
@@ -87,11 +87,7 @@ def build_cohort_population(shape: "Shape") -> list[SimUser]:
     accounts = [_account(rng, i, size, shape.days) for i, size in enumerate(sizes)]
     cohorts = [Cohort(rng, shape.days) for _ in sizes]
     owner = [a for a, size in enumerate(sizes) for _ in range(size)]
-    kinds: list[str] = []
-    for kind, share in KINDS:
-        kinds += [kind] * round(share * shape.users)
-    kinds = (kinds + ["casual"] * shape.users)[:shape.users]
-    rng.shuffle(kinds)
+    kinds = exact_kinds(rng, KINDS, shape.users, "casual")
     users: list[SimUser] = []
     for i in range(shape.users):
         account = accounts[owner[i]]
