@@ -198,7 +198,7 @@ def test_a_commit_right_after_a_days_timer_sees_every_user_scored_and_assessed()
     docs = [{"event_id": "a", "type": "page", "event": "home", "user_id": "u", "timestamp": T0 + 3_600_000},
             {"event_id": "b", "type": "page", "event": "home", "user_id": "v", "timestamp": due - 400},
             {"event_id": "c", "type": "page", "event": "home", "user_id": "v", "timestamp": due + 100},
-            {"event_id": "d", "type": "page", "event": "home", "user_id": "u", "timestamp": due + 200}]
+            {"event_id": "d", "type": "page", "event": "home", "user_id": "w", "timestamp": due + 200}]
     # The last event fires day 0's timer (the watermark follows the second newest event: due + 100),
     # 500 ms after the last on_watermark.
     _feed(runtime, docs)

@@ -238,3 +238,12 @@ def test_bottom_of_account_baseline() -> None:
     assert rule.risk("u2", 9) == 1.0 and rule.risk("u1", 9) == 0.0
 
 
+def test_pipeline_risk_from_a_trace_of_judgements() -> None:
+    """With a trace, the current risk is the last judgement's of the day or before (the last of a
+    day when there are several), whatever the signals say."""
+    trace = [{"user_id": "a", "day": UTC.label(d), "risk": r} for d, r in ((10, 0.2), (12, 0.5), (12, 0.6), (20, 0.1))]
+    risk = PipelineRisk([{"type": "churn_risk", "user_id": "a", "to": "high", "day": UTC.label(12),
+                          "event_time_ms": 13 * D}], UTC, trace=trace)
+    assert risk.traced
+    assert [risk.risk("a", d) for d in (9, 10, 11, 12, 19, 25)] == [0.0, 0.2, 0.2, 0.6, 0.6, 0.1]
+    assert risk.risk("b", 12) == 0.0 and risk.flags() == {"a": [Flag(13 * D, 12)]}
