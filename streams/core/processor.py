@@ -490,4 +490,6 @@ class PartitionProcessor:
         """The partition's event-time state, for the worker's ``/figures`` page."""
         return {"watermark_ms": self.watermark.value, "source_watermark_ms": self.source.value,
                 "idle": self.source.idle, "paused": self.paused, "closed": self.source.closed,
-                "parked_users": len(self.parked)}
+                "parked_users": len(self.parked),
+                "inputs": [{"watermark_ms": mark, "idle": idle}  # as this partition last heard of them
+                           for mark, idle in zip(self.inputs.marks, self.inputs.idle)]}

@@ -269,6 +269,7 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
     async def figures(web: Any, request: Any) -> Any:
         return web.json({"partitions": {p: proc.figures() for p, proc in runtime.processors.items()},
                          "event_time": {p: proc.clock() for p, proc in runtime.processors.items()},
+                         "held": {p: len(q) for p, q in runtime.held.items()},
                          "outcomes": dict(runtime.outcomes), "ahead": runtime.ahead, "closed": runtime.closed,
                          "dead_letter_reasons": dict(runtime.dead_letter_reasons)})
 
