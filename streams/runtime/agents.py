@@ -73,12 +73,20 @@ def install_combiner(app: faust.App, settings: Settings, combiner: Combiner) -> 
 
 def when_revoked(app: faust.App, topic: str, forget: Callable[[list[int]], None]) -> None:
     """Call ``forget(partitions)`` with the partitions of ``topic`` handed to another worker."""
+    _on_partitions(app.on_partitions_revoked, "revoked", topic, forget)
 
+
+def when_assigned(app: faust.App, topic: str, take: Callable[[list[int]], None]) -> None:
+    """Call ``take(partitions)`` with the partitions of ``topic`` assigned to this worker."""
+    _on_partitions(app.on_partitions_assigned, "assigned", topic, take)
+
+
+def _on_partitions(signal: Any, name: str, topic: str, call: Callable[[list[int]], None]) -> None:
     async def receiver(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-        revoked = args[0] if args else kwargs.get("revoked", ())  # Faust sends (app, revoked)
-        forget(sorted(tp.partition for tp in revoked if tp.topic == topic))
+        tps = args[0] if args else kwargs.get(name, ())  # Faust sends (app, partitions)
+        call(sorted(tp.partition for tp in tps if tp.topic == topic))
 
-    app.on_partitions_revoked.connect(receiver)  # type: ignore[arg-type]  # mode's signature wants a plain callable
+    signal.connect(receiver)  # mode's signature wants a plain callable
 
 
 def install_agents(app: faust.App, settings: Settings, capabilities: Sequence[Capability]) -> None:

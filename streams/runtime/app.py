@@ -30,7 +30,7 @@ from streams.config import (
 from streams.core.capability import Capability
 from streams.core.userstore import UserStore
 from streams.runtime import tansu
-from streams.runtime.agents import install_agents, when_revoked
+from streams.runtime.agents import install_agents, when_assigned, when_revoked
 from streams.runtime.loop import LoopWatch, drain, flush_sliced
 from streams.runtime.metrics import build_registry
 from streams.runtime.monitor import WorkerCollector, WorkerMonitor
@@ -260,6 +260,7 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
         await watch.run()
 
     when_revoked(app, settings.events_topic, runtime.revoke)
+    when_assigned(app, settings.events_topic, runtime.assign)
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:

@@ -51,6 +51,11 @@ class Runtime:
         self.home = HomePartitions(settings.partitions, settings.rekey_cache_users)
         self.processors: dict[int, PartitionProcessor] = {}
         self.held: dict[int, deque[Held]] = {}
+        self.handed_over: set[int] = set()
+        """Partitions revoked and not assigned again: their messages still in flight (a batch taken
+        before the rebalance) are left to the next owner, which reads them again from the last
+        commit. Handling one would bring back a processor of a partition this worker no longer
+        reads, whose stale event time would hold the others back for ever."""
         """Messages of partitions running ahead, waiting in arrival order."""
         self.outcomes: Counter[str] = Counter()
         self.dead_letter_reasons: Counter[str] = Counter()
@@ -118,6 +123,8 @@ class Runtime:
               token: Any) -> bool:
         """A message of the events topic: handled now (True), or held while its partition runs
         ahead (False: ``token`` comes back from :meth:`release` once it is handled)."""
+        if partition in self.handed_over:
+            return True  # not ours any more: the next owner reads it (acknowledging it commits nothing)
         held = self.held.get(partition)
         if held is None:
             proc = self.processors.get(partition) or self.processor(partition)
@@ -132,6 +139,8 @@ class Runtime:
 
     def handle_rekeyed(self, partition: int, key: bytes | None, value: bytes | None, offset: int) -> str | None:
         """A record of the re-key topic: a forwarded event (its outcome) or a marker (None)."""
+        if partition in self.handed_over:
+            return None
         proc = self.processors.get(partition) or self.processor(partition)
         outcome = proc.process_rekeyed(key, value, offset)
         if outcome is not None:
@@ -266,10 +275,15 @@ class Runtime:
         acknowledged: the next owner reads them) and cached records."""
         self.flush()
         for partition in partitions:
+            self.handed_over.add(partition)
             self.held.pop(partition, None)
             if self.processors.pop(partition, None) is not None:
                 self.store.drop_partition(partition)
         self.rebalances += 1
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        """Partitions assigned (again) to this worker: their messages are ours."""
+        self.handed_over.difference_update(partitions)
 
     # --- figures ---------------------------------------------------------------------------
     def figures(self) -> dict[str, Any]:
