@@ -346,10 +346,13 @@ class RiskPartition(PartitionCapability):
         # The usage drop (whether or not onboarding) on each day its windows still move, then for good.
         drops = {e: self._drop_on(facts, e) for e in range(day + 1, last + c.drop_anchor_days + 1)}
         frozen = drops[max(drops)] if drops else rules.drop_points(payload)
-        # Days on which the record's facts change without new events (each is looked at).
-        changes = sorted({d for d in (first + c.onboarding_days, *ledger.mark_days("negative", c.negative_days),
-                                      *ledger.mark_days("escalations", c.escalation_days),
-                                      *ledger.baseline_changes(), *drops) if d > day})
+        # Days on which the record's facts change without new events (each is looked at). The
+        # normal gap matters only once silence can count (from ``counts``, whatever the gap).
+        counts = last + math.ceil(min(c.inactive_medium_days, c.onboarding_inactive_days))
+        changes = sorted({d for d in (first + c.onboarding_days, counts, *drops,
+                                      *ledger.mark_days("negative", c.negative_days),
+                                      *ledger.mark_days("escalations", c.escalation_days))
+                          if d > day} | {d for d in ledger.baseline_changes() if d > max(day, counts)})
         parts = list(assessment.parts)
         calm_days = c.calm_days
         thresholds = sorted({c.medium_exit, c.medium, c.high_exit, c.high})
