@@ -29,7 +29,7 @@ from streams.core.capability import Capability
 from streams.core.userstore import UserStore
 from streams.runtime import tansu
 from streams.runtime.agents import install_agents, when_revoked
-from streams.runtime.loop import LoopWatch, drain, flush_sliced
+from streams.runtime.loop import BatchSlices, LoopWatch, drain, flush_sliced
 from streams.runtime.metrics import build_registry
 from streams.runtime.monitor import WorkerCollector, WorkerMonitor
 from streams.runtime.outputs import OutputBuffer
@@ -170,10 +170,11 @@ def build_app(settings: Settings, capabilities: Sequence[Capability] | None = No
         handle = runtime.handle
         # (Stream has take_events, StreamT does not declare it)
         batches = stream.take_events(INGEST_BATCH_EVENTS, within=INGEST_BATCH_WAIT_S)  # type: ignore[attr-defined]
+        slices = BatchSlices()  # a long batch lets the loop run too (a sparse product's events are costly)
         async for batch in batches:
             for event in batch:
-                if runtime.busy:
-                    await drain(runtime)
+                if runtime.busy or slices.due():
+                    await slices.pause(runtime)
                 message = event.message
                 handle(message.partition, message.key, message.value, message.offset,
                        int(message.timestamp * 1000))

@@ -38,7 +38,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from streams.config import MS_PER_DAY, REPO_ROOT, Settings, settings_to_toml
-from streams.local.broker import broker_for
+from streams.local.broker import broker_for, free_port
 from streams.runtime.topics import ensure_topics
 from streams.tools.bench_run import MODES
 from streams.tools.kafkaio import event_records, send_all
@@ -120,7 +120,8 @@ def workloads(n_events: int, users: int, scale: float = 1.0) -> dict[str, list[B
 def _measure(settings: Settings, mode: str, expected: int, workdir: Path) -> dict[str, Any]:
     """One run of one mode in a child process (its own RSS, its own group)."""
     run_settings = settings.with_overrides(app_id=f"bench-{mode}-{uuid.uuid4().hex[:6]}",
-                                           data_dir=str(workdir / uuid.uuid4().hex[:6]))
+                                           data_dir=str(workdir / uuid.uuid4().hex[:6]),
+                                           web_port=free_port())  # never a worker's or another bench's port
     config = workdir / f"{run_settings.app_id}.toml"
     config.write_text(settings_to_toml(run_settings))
     result = workdir / f"{run_settings.app_id}.json"

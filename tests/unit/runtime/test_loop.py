@@ -1,5 +1,5 @@
-"""The event loop kept responsive: the probe measures a blocked loop, and the sliced drain and
-flush leave the loop free between their steps."""
+"""The event loop kept responsive: the probe measures a blocked loop, and the sliced drain, flush
+and batch handling leave the loop free between their steps."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from streams.core.state import UserState
 from streams.core.userstore import UserStore
-from streams.runtime.loop import LoopWatch, flush_sliced
+from streams.runtime.loop import BatchSlices, LoopWatch, flush_sliced
 from streams.runtime.partitions import Runtime
 from tests.support.fakes import FakeTable, ListSink, unit_settings
 
@@ -53,3 +53,16 @@ async def test_a_sliced_flush_lets_the_loop_run_between_its_slices() -> None:
     task.cancel()
     assert store.dirty_count() == 0 and store.writes == 9_000
     assert turns >= 4  # 2,000 records a slice: the other task ran between the slices
+
+
+async def test_a_long_batch_lets_the_loop_run_once_a_slice_is_used_up() -> None:
+    runtime = Runtime(unit_settings(), UserStore(FakeTable(), 100), ListSink())
+    ran = []
+    slices = BatchSlices(slice_s=0.01)
+    assert not slices.due()  # a fresh slice
+    asyncio.get_running_loop().call_soon(ran.append, "other")
+    time.sleep(0.012)  # handling events for longer than the slice
+    assert slices.due() and not ran
+    await slices.pause(runtime)
+    assert ran == ["other"]  # the loop ran another task in the pause
+    assert not slices.due()  # and a new slice started
