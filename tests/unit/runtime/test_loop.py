@@ -20,18 +20,25 @@ async def test_the_probe_measures_how_long_a_synchronous_step_blocked_the_loop()
     probe = asyncio.ensure_future(watch.run())
     await asyncio.sleep(0.02)  # the probe runs on an idle loop: late by little
     idle = watch.longest_s
-    time.sleep(0.12)  # a synchronous step of 120 ms
+    time.sleep(0.12)  # a synchronous step of 120 ms, but waiting: no CPU used
+    await asyncio.sleep(0.02)
+    waited_cpu = watch.longest_cpu_s
+    spin = time.thread_time() + 0.08
+    while time.thread_time() < spin:  # a step that uses 80 ms of CPU
+        pass
     await asyncio.sleep(0.02)
     probe.cancel()
     assert idle < 0.05
-    assert 0.1 <= watch.longest_s < 0.2
+    assert 0.1 <= watch.longest_s < 0.3
+    assert waited_cpu < 0.05 and 0.08 <= watch.longest_cpu_s < 0.2  # CPU time: the busy step only
     registry = CollectorRegistry()
     registry.register(watch)
     text = generate_latest(registry).decode()
     assert 'engagement_loop_block_seconds_bucket{le="0.1"}' in text
     over = sum(watch.counts[i] for i, bound in enumerate(watch.bounds) if bound > 0.1) + watch.counts[-1]
     assert over >= 1  # the block is in a bucket above 100 ms
-    assert "engagement_loop_block_max_seconds 0.1" in text
+    exported = [line for line in text.splitlines() if line.startswith("engagement_loop_block_max_seconds ")]
+    assert len(exported) == 1 and float(exported[0].split()[1]) >= 0.1
 
 
 async def test_a_sliced_flush_lets_the_loop_run_between_its_slices() -> None:
