@@ -153,9 +153,11 @@ def tail(config_file: str | None, bootstrap: str | None, partitions: int | None,
               help="Also write the churners as CSV: user_id,churned_at (RFC 3339).")
 @click.option("--sparse", is_flag=True, help="A sparse product instead: a few short visits a week, long "
               "silences, short lives (docs/simulator.md).")
+@click.option("--cohorts", is_flag=True, help="Accounts that sign users up weeks ahead, start together and "
+              "pause together for a holiday instead (docs/simulator.md).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def simulate(users: int, days: int, seed: int, start: Any, max_events: int | None, bad_rate: float, out: str,
-             labels: str | None, sparse: bool, quiet: bool) -> None:
+             labels: str | None, sparse: bool, cohorts: bool, quiet: bool) -> None:
     """Write a simulated B2B product's events as JSON lines (for 'streams produce').
 
     Engaged, casual, churning and resurrecting users in accounts with seats, new users
@@ -169,11 +171,14 @@ def simulate(users: int, days: int, seed: int, start: Any, max_events: int | Non
             raise click.UsageError(f"{name}: must be greater than 0, got {value}")
     if not 0.0 <= bad_rate <= 1.0:
         raise click.UsageError(f"--bad-rate: must be a share between 0 and 1, got {bad_rate}")
+    if sparse and cohorts:
+        raise click.UsageError("--sparse and --cohorts: choose one product")
     from streams.sim.simulator import SimulationConfig
     from streams.tools.simulate import export, report
 
     start_ms = int(start.replace(tzinfo=timezone.utc).timestamp() * 1000)
-    config = SimulationConfig(users=users, days=days, seed=seed, start_ms=start_ms, sparse=sparse)
+    config = SimulationConfig(users=users, days=days, seed=seed, start_ms=start_ms, sparse=sparse,
+                              cohorts=cohorts)
     with click.open_file(out, "wb") as sink:
         label_file = click.open_file(labels, "w", encoding="utf-8") if labels else None
         try:

@@ -65,6 +65,37 @@ class RiskConfig:
     calm_days: int = 7
     """A band is left downwards only after this many daily assessments in a row below its exit
     threshold: a user who dips to medium every few days stays medium instead of flapping."""
+    mode: str = "auto"
+    """``auto``: the rules decide until the partition's model has learned from ``min_labels``
+    churned and ``min_labels`` staying users, then the model's probability does; ``rules``: the
+    rules always (the model still learns)."""
+    churn_events: tuple[str, ...] = ()
+    """Events that mean the user has churned (``subscription_cancelled``, ``account_closed``, ...):
+    a label at once. Without them, labels come from long silences only."""
+    churn_silence_days: int = 30
+    """A user silent this long while their account is open has churned (a label, after the fact)."""
+    predict_days: int = 7
+    """The model's horizon: the probability that the user will have stopped within this many days."""
+    min_labels: int = 100
+    """Labels of each kind (churned, stayed) a partition's model needs before it decides."""
+    medium_precision: float = 0.4
+    high_precision: float = 0.7
+    medium_odds: float = 1.0
+    high_odds: float = 3.0
+    """Model bands: a band's probability cut is the loosest at which the users above it churned
+    at its precision in the recent labels, and never below the probability whose odds are ``odds``
+    times the product's typical odds (medium: more at risk than the typical user; high: three
+    times the typical odds)."""
+    exit_ratio: float = 0.85
+    """Model bands are left only below ``exit_ratio`` x their cut (and after ``calm_days``)."""
+    confirm_days: int = 3
+    """A user enters medium (from low) after this many days at or above its cut; high at once."""
+    model_memory: int = 5000
+    """Labels the model remembers (older ones weigh less, by a factor of 1 - 1/memory a label)."""
+    trace_topic: str = ""
+    """A topic that receives every judgement's current risk (``user_id``, ``day``, ``risk``,
+    ``band``, ``mode``), for backtests and offline analysis; empty: none (the default: an alerting
+    system wants changes, not judgements)."""
 
     def __post_init__(self) -> None:
         _positive("risk", medium=self.medium, high=self.high, drop_points=self.drop_points,
@@ -82,6 +113,17 @@ class RiskConfig:
             raise ConfigError("risk.inactive_high_days: must be greater than inactive_medium_days")
         if not 0 <= self.drop_anchor_days <= RECENT_DAYS:
             raise ConfigError(f"risk.drop_anchor_days: must be between 0 and {RECENT_DAYS}")
+        if self.mode not in ("auto", "rules"):
+            raise ConfigError(f"risk.mode: must be auto or rules, got {self.mode!r}")
+        for name in ("churn_silence_days", "predict_days", "min_labels", "confirm_days", "model_memory"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"risk.{name}: must be at least 1, got {getattr(self, name)!r}")
+        for name in ("medium_precision", "high_precision", "exit_ratio"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ConfigError(f"risk.{name}: must be above 0 and at most 1, got {getattr(self, name)!r}")
+        if not 0 < self.medium_odds <= self.high_odds:
+            raise ConfigError(f"risk: odds must satisfy 0 < medium_odds <= high_odds, got {self.medium_odds!r} "
+                              f"and {self.high_odds!r}")
         if self.onboarding_days < 0 or self.calm_days < 1:
             raise ConfigError(f"risk: onboarding_days must be >= 0 and calm_days >= 1, got "
                               f"{self.onboarding_days!r} and {self.calm_days!r}")

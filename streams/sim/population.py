@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from itertools import accumulate
 from random import Random
-from typing import Any
+from typing import Any, Sequence
 
 from streams.config import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, MS_PER_SECOND
 from streams.sim.catalog import (
@@ -346,6 +346,8 @@ class Shape:
     new_users: float
     sparse: bool = False
     """A sparse product instead (``streams.sim.sparse``): few active days per user, short lives."""
+    cohorts: bool = False
+    """Accounts that start together and pause together instead (``streams.sim.cohorts``)."""
 
 
 def build_population(shape: Shape) -> list[SimUser]:
@@ -354,6 +356,10 @@ def build_population(shape: Shape) -> list[SimUser]:
         from streams.sim.sparse import build_sparse_population
 
         return build_sparse_population(shape)
+    if shape.cohorts:
+        from streams.sim.cohorts import build_cohort_population
+
+        return build_cohort_population(shape)
     rng = Random(f"population:{shape.seed}")
     accounts, owner, at_risk = build_accounts(rng, shape)
 
@@ -394,6 +400,16 @@ def build_accounts(rng: Random, shape: Shape) -> tuple[list[SimAccount], list[in
     accounts = [_account(rng, i, sizes[i], shape.days) for i in range(n_acc)]
     at_risk = [AT_RISK_WEIGHT if rng.random() < AT_RISK_ACCOUNT_P else 1.0 for _ in range(n_acc)]
     return accounts, owner, at_risk
+
+
+def exact_kinds(rng: Random, shares: Sequence[tuple[str, float]], users: int, rest: str) -> list[str]:
+    """Each user's kind, in the exact proportions ``shares`` (the remainder ``rest``), shuffled."""
+    kinds: list[str] = []
+    for kind, share in shares:
+        kinds += [kind] * round(share * users)
+    kinds = (kinds + [rest] * users)[:users]
+    rng.shuffle(kinds)
+    return kinds
 
 
 def _account(rng: Random, index: int, size: int, days: int) -> SimAccount:

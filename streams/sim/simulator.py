@@ -59,6 +59,9 @@ class SimulationConfig:
     sparse: bool = False
     """A sparse product instead of the dense one (:mod:`streams.sim.sparse`: a few short visits a
     week, long silences, short lives); the behaviour shares above do not apply then."""
+    cohorts: bool = False
+    """Accounts that sign their users up weeks ahead, start together and pause together
+    (:mod:`streams.sim.cohorts`); the behaviour shares above do not apply then."""
 
     def __post_init__(self) -> None:
         for name in ("users", "days"):
@@ -69,6 +72,8 @@ class SimulationConfig:
         for name in ("engaged", "casual", "churning", "resurrecting", "new_users"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: must be a share between 0 and 1, got {getattr(self, name)}")
+        if self.sparse and self.cohorts:
+            raise ValueError("sparse and cohorts: choose one product")
         total = self.engaged + self.casual + self.churning + self.resurrecting
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"engaged + casual + churning + resurrecting: must add up to 1, got {total:g}")
@@ -81,7 +86,7 @@ class SimulationConfig:
     def shape(self) -> Shape:
         return Shape(users=self.users, accounts=self.accounts or max(1, self.users // 8), days=self.days,
                      seed=self.seed, shares=(self.engaged, self.casual, self.churning, self.resurrecting),
-                     new_users=self.new_users, sparse=self.sparse)
+                     new_users=self.new_users, sparse=self.sparse, cohorts=self.cohorts)
 
 
 

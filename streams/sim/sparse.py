@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from streams.config import MS_PER_SECOND
 from streams.sim.catalog import CORE_ACTION_FEATURE, ENTRY_PAGES, FEATURE_EVENT, HEARTBEAT_EVENT
-from streams.sim.population import SimAccount, SimUser, build_accounts
+from streams.sim.population import SimAccount, SimUser, build_accounts, exact_kinds
 
 if TYPE_CHECKING:
     from streams.sim.population import Item, Shape
@@ -112,11 +112,7 @@ def build_sparse_population(shape: "Shape") -> list[SimUser]:
     """Accounts as in the dense simulation; kinds in exact proportions, lives drawn per user."""
     rng = Random(f"sparse:{shape.seed}")
     accounts, owner, _ = build_accounts(rng, shape)
-    kinds: list[str] = []
-    for kind, share in KINDS:
-        kinds += [kind] * round(share * shape.users)
-    kinds = (kinds + ["shortlived"] * shape.users)[:shape.users]
-    rng.shuffle(kinds)
+    kinds = exact_kinds(rng, KINDS, shape.users, "shortlived")
     users: list[SimUser] = []
     for i in range(shape.users):
         account = accounts[owner[i]]

@@ -16,6 +16,7 @@ those days would have, no later.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import tempfile
 import time
 import uuid
@@ -80,6 +81,8 @@ class Replay:
     histories: Histories = field(default_factory=Histories)
     seconds: float = 0.0
     signals: list[dict[str, Any]] = field(default_factory=list)
+    trace: list[dict[str, Any]] = field(default_factory=list)
+    """Every judgement's current risk (``[risk].trace_topic``)."""
 
 
 def run_tag(settings: Settings, data_dir: str) -> Settings:
@@ -88,7 +91,8 @@ def run_tag(settings: Settings, data_dir: str) -> Settings:
     return settings.with_overrides(
         app_id=f"backtest-{tag}", events_topic=f"bt-{tag}-events", dead_letter_topic=f"bt-{tag}-dead-letter",
         signals_topic=f"bt-{tag}-signals", sessions_topic=f"bt-{tag}-sessions", metrics_topic=f"bt-{tag}-metrics",
-        partials_topic=f"bt-{tag}-partials", data_dir=data_dir)
+        partials_topic=f"bt-{tag}-partials", data_dir=data_dir,
+        risk=dataclasses.replace(settings.risk, trace_topic=f"bt-{tag}-risk-trace"))
 
 
 def watermark_pushers(settings: Settings, at_ms: int) -> list[tuple[bytes, bytes]]:
@@ -157,6 +161,9 @@ def replay_file(settings: Settings, events: Path, progress: bool = True) -> Repl
         time.sleep(2 * settings.commit_interval_s + 1)  # outputs go out with the next commit
         replay.signals = [s for s in asyncio.run(read_json(settings, settings.signals_topic, idle_timeout=5.0))
                           if not str(s.get("user_id", "")).startswith(SYNTHETIC_PREFIX)]
+        if settings.risk.trace_topic:
+            replay.trace = [t for t in asyncio.run(read_json(settings, settings.risk.trace_topic, idle_timeout=5.0))
+                            if not str(t.get("user_id", "")).startswith(SYNTHETIC_PREFIX)]
     replay.histories.users = {u: h for u, h in replay.histories.users.items() if not u.startswith(SYNTHETIC_PREFIX)}
     replay.histories.finish()
     replay.seconds = time.perf_counter() - started
@@ -180,7 +187,7 @@ def judge(replay: Replay, labels_path: Path, checkpoints: str, settings: Setting
         labels = read_labels(fh)
     marks = checkpoints_option(checkpoints, clock, histories.first_ms or 0, histories.last_ms or 0)
     people = population(labels, histories, marks, clock, window_days)
-    pipeline = PipelineRisk(replay.signals, clock)
+    pipeline = PipelineRisk(replay.signals, clock, trace=replay.trace)
     wanted = {j.day for j in people.judgements}
     predictors: list[tuple[str, dict[str, list[Flag]] | None, Callable[[str, int], float]]] = [
         (PIPELINE, pipeline.flags(), pipeline.risk)]
@@ -207,6 +214,7 @@ def judge(replay: Replay, labels_path: Path, checkpoints: str, settings: Setting
         "lead_days": lead_days, "window_days": window_days,
         "band_changes_per_user_per_30_days_median": band_changes_per_month(pipeline.change_times(), people.subjects),
         "churn_risk_signals": sum(len(c) for c in pipeline.changes.values()),
+        "current_risk": "judgements traced" if pipeline.traced else "last signal",
         "signals": dict(sorted(signal_counts.items())),
     }
     return Result(rows, info)

@@ -274,9 +274,13 @@ class BandChange(NamedTuple):
 
 
 class PipelineRisk:
-    """The pipeline's churn-risk signals per user: its high flags and its current risk at any day's end."""
+    """The pipeline's churn-risk signals per user: its high flags and its current risk at any day's
+    end. With a trace of every judgement (``[risk].trace_topic``: ``user_id``, ``day``, ``risk``),
+    the current risk is the last judgement's; without one, the last signal's probability, or its
+    band where it has none."""
 
-    def __init__(self, signals: Iterable[Mapping[str, Any]], clock: DayClock, flag_band: str = "high") -> None:
+    def __init__(self, signals: Iterable[Mapping[str, Any]], clock: DayClock, flag_band: str = "high",
+                 trace: Iterable[Mapping[str, Any]] = ()) -> None:
         self.changes: dict[str, list[BandChange]] = {}
         for sig in signals:
             if sig.get("type") != "churn_risk" or not sig.get("user_id") or sig.get("to") not in RISK_BANDS:
@@ -289,6 +293,12 @@ class PipelineRisk:
             changes.sort(key=lambda c: (c.day, c.ms))  # by judgement day: what was known at a day's end
         self.flag_band = RISK_BANDS.index(flag_band)
         self._days = {user: [c.day for c in changes] for user, changes in self.changes.items()}
+        judged: dict[str, list[tuple[int, int, float]]] = {}
+        for n, record in enumerate(trace):
+            judged.setdefault(record["user_id"], []).append((clock.parse(record["day"]), n, float(record["risk"])))
+        self._trace = {user: sorted(values) for user, values in judged.items()}
+        """Per user, (day, arrival, risk) of every judgement, in judgement order."""
+        self._trace_days = {user: [d for d, _, _ in values] for user, values in self._trace.items()}
 
     def flags(self) -> dict[str, list[Flag]]:
         """Episodes at the flag band or above."""
@@ -308,9 +318,20 @@ class PipelineRisk:
                 out[user] = episodes
         return out
 
+    @property
+    def traced(self) -> bool:
+        return bool(self._trace)
+
     def risk(self, user: str, day: int) -> float:
-        """The probability of the last signal judged for ``day`` or earlier (its band where it has no
+        """The risk of the last judgement of ``day`` or earlier (0 before any); without a trace, the
+        probability of the last signal judged for ``day`` or earlier (its band where it has no
         probability; low, 0, before any signal)."""
+        if self._trace:
+            trace_days = self._trace_days.get(user)
+            if not trace_days:
+                return 0.0
+            index = bisect.bisect_right(trace_days, day) - 1
+            return self._trace[user][index][2] if index >= 0 else 0.0
         days = self._days.get(user)
         if not days:
             return 0.0

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from streams.config import MS_PER_DAY, MS_PER_MINUTE, Settings
+from streams.core.routing import HomePartitions
+from tests.support.open_days_batch import OpenDays
 from tests.support.session_batch import core_actions_of, is_activity, sessions, user_of
 
 BANDS = ("low", "medium", "high")
@@ -89,8 +91,11 @@ class RiskReference:
                 (_day(session["start_ms"]), round(session["active_time_s"] * 1000 / 60_000), closed))
         return out
 
-    def facts(self, u: UserDays, d: int, at_ms: int) -> dict[str, Any]:
-        """What the rules look at on day ``d``, from the user's days (sessions closed by ``at_ms``)."""
+    def facts(self, u: UserDays, d: int, at_ms: int, silence_open: int | None = None,
+              opened: Callable[[int, int], int] = lambda lo, hi: hi - lo + 1) -> dict[str, Any]:
+        """What the rules look at on day ``d``, from the user's days (sessions closed by ``at_ms``);
+        ``silence_open``: the days of the silence on which the user's account was open; ``opened``:
+        the open days of the account within a span of days."""
         first = _day(u.first_ms or 0)
         last = max(a for a in u.active if a <= d)
         baseline = sorted(a for a in u.active if d - 34 <= a <= d - 7)
@@ -100,8 +105,11 @@ class RiskReference:
         anchor = min(d, last + self.r.drop_anchor_days)
         full_weeks = min(4, (anchor - first + 1 - 7) // 7)
         weeks = [_sums(u, anchor - 7 * (k + 1) + 1, anchor - 7 * k, at_ms) for k in range(1, full_weeks + 1)]
-        return {"history": d - first + 1, "recency": d - last, "gap": gap,
+        recency = d - last if silence_open is None else min(d - last, silence_open)
+        return {"history": d - first + 1, "recency": recency, "gap": gap,
                 "recent": _sums(u, anchor - 6, anchor, at_ms), "weeks": weeks,
+                "recent_open": opened(anchor - 6, anchor),
+                "weeks_open": [opened(anchor - 7 * (k + 1) + 1, anchor - 7 * k) for k in range(1, full_weeks + 1)],
                 "negative": sum(1 for m in u.negative if d - self.r.negative_days < m <= d),
                 "escalations": sum(1 for m in u.escalations if d - self.r.escalation_days < m <= d)}
 
@@ -118,19 +126,25 @@ class RiskReference:
             full = max(r.inactive_high_days, r.inactive_high_gaps * f["gap"])
         if f["recency"] >= start:
             silence = r.medium + (r.high - r.medium) * min(1.0, max(0.0, (f["recency"] - start) / max(1.0, full - start)))
-        drop = 0.0 if onboarding else self.drop(f["weeks"], f["recent"])
+        drop = 0.0 if onboarding else self.drop(f["weeks"], f["recent"], f["weeks_open"], f["recent_open"])
         negative = r.negative_points if f["negative"] else 0.0
         escalations = min(r.escalation_max_points, f["escalations"] * r.escalation_points) if f["escalations"] else 0.0
         return min(100.0, 0.0 + silence + drop + negative + escalations), onboarding, bool(f["negative"])
 
-    def drop(self, weeks: list[list[float]], recent: list[float]) -> float:
+    def drop(self, weeks: list[list[float]], recent: list[float], weeks_open: list[int], recent_open: int) -> float:
+        """Weeks count when the account was open on at least 4 of their days, and their active
+        days count per 7 open days."""
         r = self.r
+        if recent_open < 4:
+            return 0.0
+        weeks = [[w[0] * 7 / o, w[1], w[2], w[0]] for w, o in zip(weeks, weeks_open) if o >= 4]
+        recent = [recent[0] * 7 / recent_open, recent[1], recent[2], recent[0]]
         if len(weeks) < 2 or sum(w[0] for w in weeks) / len(weeks) < r.habit_active_days:
             return 0.0
 
         def factor(week: list[float], j: int) -> float | None:
-            days, minutes, cores = week
-            return (days, minutes / days if days else None, cores * 60 / minutes if minutes else None)[j]
+            days, minutes, cores, raw = week
+            return (days, minutes / raw if raw else None, cores * 60 / minutes if minutes else None)[j]
 
         weights = (r.drop_weight_activity, r.drop_weight_active_time, r.drop_weight_core_actions)
         means = [sum(w[i] for w in weeks) / len(weeks) for i in range(3)]
@@ -171,10 +185,26 @@ class RiskReference:
         marked = set(r.negative_events) | set(r.escalation_events)
         if marked and (r.drop_weight_active_time or r.drop_weight_core_actions):
             raise ValueError("event assessments are modelled only without minute-based drop factors")
+        events = list(events)
+        home = HomePartitions(self.s.partitions, 100_000)
+        open_days = OpenDays(events, lambda user: home(user.encode()))
+        accounts = {user_of(doc): doc["account_id"] for doc in events if doc.get("account_id")}
         out = []
         for user, u in sorted(self.users(events).items()):
             if not u.active:
                 continue
+
+            def counted(d: int, final: int) -> int:
+                """Open days of the silence up to ``final``, judging day ``d``."""
+                last = max(a for a in u.active if a <= d)
+                return open_days.open_days(user, accounts.get(user), last + 1, final, last) if last < final else 0
+
+            def opened(d: int, final: int) -> Callable[[int, int], int]:
+                """Open days within a span judging day ``d`` (days after ``final`` count as open)."""
+                last = max(a for a in u.active if a <= d)
+                return lambda lo, hi: (open_days.open_days(user, accounts.get(user), lo, min(hi, final), last)
+                                       + max(0, hi - max(final, lo - 1)))
+
             triggers: dict[int, list[dict[str, Any]]] = defaultdict(list)
             seen: list[dict[str, Any]] = []
             for doc in u.events:  # events up to each trigger, in feed order
@@ -186,14 +216,15 @@ class RiskReference:
             for d in range(min(u.active), last_day + 1):
                 for trigger in triggers.get(d, ()):
                     part = self.users(trigger["upto"])[user]
-                    points, onboarding, strong = self.points(self.facts(part, d, 0))
+                    points, onboarding, strong = self.points(self.facts(part, d, 0, counted(d, d - 1), opened(d, d - 1)))
                     new = max(self.band(band or 0, points, onboarding, strong, calm), band or 0)
                     if new != band and not (band is None and new == 0):
                         out.append((user, None if band is None else BANDS[band], BANDS[new], d, "event"))
                     band = new
                 if not any(d - a <= self.horizon for a in u.active if a <= d):
                     continue  # out of scope: not assessed (nothing since horizon_days)
-                points, onboarding, strong = self.points(self.facts(u, d, (d + 1) * MS_PER_DAY + self.settle))
+                points, onboarding, strong = self.points(self.facts(u, d, (d + 1) * MS_PER_DAY + self.settle,
+                                                                    counted(d, d), opened(d, d)))
                 new = self.band(band or 0, points, onboarding, strong, calm)
                 calm_now = new == (band or 0) and new != 0 and \
                     points < (r.high_exit if new == 2 else r.medium_exit)

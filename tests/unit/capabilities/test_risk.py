@@ -130,3 +130,33 @@ def test_an_event_raises_the_band_at_once_but_never_lowers_it() -> None:
     got = [(s["from"], s["to"], s["trigger"], s["event_time_ms"]) for s in sink.values(settings.signals_topic)]
     assert got == [(None, "medium", "day", 0), ("medium", "high", "event", 5)]
     assert part.bands == {MEDIUM: 0, HIGH: 1}
+
+
+def test_a_reason_the_configuration_makes_impossible_is_a_startup_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A product whose cancel event has another name would never see ``negative_event``: said at start."""
+    with caplog.at_level("WARNING", logger="streams.capabilities.risk"):
+        RiskCapability(unit_settings(risk=RiskConfig(negative_events=(), escalation_points=0.0,
+                                                     drop_weight_active_time=0.0)))
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "negative_event can never fire" in said and "escalations can never fire" in said
+    assert "active_time_drop can never fire" in said and "core_action_drop" not in said
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="streams.capabilities.risk"):
+        RiskCapability(unit_settings())
+    assert not caplog.records
+
+
+def test_weeks_the_account_mostly_sat_out_are_no_usage_drop() -> None:
+    """A holiday week (the account open on 2 of its 7 days) is left out; a week open on 5 days
+    counts its active days per 7 open days (5 of 5 open days: a full week's habit, no drop)."""
+    rules = RiskRules(RiskConfig())
+    quiet = [1, 20, 4]
+    # The account open: active days z = (5 - 1) / (0.45 x 5) = 1.78, the other factors steady,
+    # Z = 0.4 x 1.78 = 0.71 -> 60 x (0.71 - 0.25) / 1.25 = 22.1 points.
+    assert rules.assess(facts(anchored=quiet, recency_days=0)).points == pytest.approx(60 * (0.4 * 4 / 2.25 - 0.25) / 1.25)
+    assert rules.assess(facts(anchored=quiet, recency_days=0, anchored_open=2)).points == 0
+    assert rules.assess(facts(anchored=[5, 100, 20], weeks=[[3, 60, 12]] + [NORMAL_WEEK] * 3,
+                              weeks_open=[5, 7, 7, 7], anchored_open=7)).points == 0
+    holiday = facts(weeks=[[0, 0, 0]] + [NORMAL_WEEK] * 3, weeks_open=[1, 7, 7, 7])
+    assert rules.assess(holiday).points == 0  # without the holiday week the user is steady
+    assert rules.assess({**holiday, "weeks_open": [7, 7, 7, 7]}).points == 0  # recent equals the mean anyway

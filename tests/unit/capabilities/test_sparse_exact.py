@@ -9,98 +9,28 @@ every day (tests/support/risk_batch.py, tests/support/activity_batch.py).
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 import pytest
 
 from streams.capabilities.engagement import ScoringSchedule
-from streams.capabilities.registry import build_capabilities
-from streams.config import RiskConfig, Settings
+from streams.config import RiskConfig
 from streams.core.calendar import DayClock
-from streams.core.contract import parse_time_ms
-from streams.core.routing import HomePartitions
-from streams.sim.simulator import SimulationConfig, simulate
+from streams.sim.simulator import SimulationConfig
 from tests.support.activity_batch import batch_transitions
-from tests.support.fakes import FakeTable, unit_runtime, unit_settings
+from tests.support.fakes import unit_settings
+from tests.support.partition_replay import clock_docs, run, workload
 from tests.support.risk_batch import RiskReference
 
 PARTITIONS = 4
 SIM = SimulationConfig(users=360, days=150, seed=13, sparse=True)
-RECEIVED_MS = 4_000_000_000_000
-CLOCK = "__clock"
 
 
-def workload() -> list[dict[str, Any]]:
-    docs = []
-    for doc in simulate(SIM):
-        doc["timestamp"] = parse_time_ms(doc["timestamp"])
-        docs.append(doc)
-    return docs
-
-
-def clock_docs(settings: Settings, at_ms: int) -> list[dict[str, Any]]:
-    """One event per partition at ``at_ms``, from users of that partition: every watermark passes it."""
-    home = HomePartitions(settings.partitions, 100)
-    found: dict[int, str] = {}
-    n = 0
-    while len(found) < settings.partitions:
-        user = f"{CLOCK}-{n}"
-        found.setdefault(home(user.encode()), user)
-        n += 1
-    return [{"event_id": f"{user}-end", "type": "page", "event": "home", "user_id": user, "timestamp": at_ms}
-            for user in found.values()]
-
-
-class Worker:
-    """A runtime driven as the worker drives it: timers in slices before the next event, commits."""
-
-    def __init__(self, settings: Settings, table: FakeTable | None = None) -> None:
-        self.runtime, self.table, self.sink = unit_runtime(settings, build_capabilities(settings), table)
-        self.runtime.slice_s = 0.0
-        self.home = HomePartitions(settings.partitions, 10_000)
-
-    def feed(self, docs: list[tuple[int, dict[str, Any]]]) -> None:
-        runtime = self.runtime
-        for offset, doc in docs:
-            while runtime.busy:
-                runtime.work()
-            key = doc["user_id"].encode()
-            runtime.handle(self.home(key), key, orjson.dumps(doc), offset, RECEIVED_MS)
-        while runtime.work():
-            pass
-
-
-def run(settings: Settings, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Feed everything with a crash after 60% (the last commit at 45%); the signals of both lives."""
-    home = HomePartitions(settings.partitions, 10_000)
-    offsets = [0] * settings.partitions
-    numbered = []
-    for doc in docs:  # offsets per partition, as Kafka would number them
-        p = home(doc["user_id"].encode())
-        numbered.append((offsets[p], doc))
-        offsets[p] += 1
-    first = Worker(settings)
-    commit, crash = len(numbered) * 45 // 100, len(numbered) * 60 // 100
-    first.feed(numbered[:commit])
-    first.runtime.flush()
-    first.feed(numbered[commit:crash])
-    second = Worker(settings, first.table.recovered())
-    second.feed(numbered[commit:])  # redelivered from the last commit
-    signals: dict[str, dict[str, Any]] = {}
-    for sink in (first.sink, second.sink):
-        for signal in sink.values(settings.signals_topic):
-            assert signals.setdefault(signal["id"], signal) == signal, "a repeated id carries the same signal"
-    return [s for s in signals.values() if not s["user_id"].startswith(CLOCK)]
-
-
-@pytest.mark.parametrize("risk", [
-    RiskConfig(negative_events=(), escalation_events=()),  # the usage drop of all three factors
-    RiskConfig(drop_weight_activity=1.0, drop_weight_active_time=0.0, drop_weight_core_actions=0.0),
+@pytest.mark.parametrize("risk", [  # the rules always (their model is tested on its own)
+    RiskConfig(negative_events=(), escalation_events=(), mode="rules"),  # the usage drop of all three factors
+    RiskConfig(drop_weight_activity=1.0, drop_weight_active_time=0.0, drop_weight_core_actions=0.0, mode="rules"),
 ], ids=["usage-drop", "cancel-intents-and-escalations"])
 def test_every_users_lifecycle_and_risk_band_on_every_day_equal_the_daily_sweep(risk: RiskConfig) -> None:
     settings = unit_settings(partitions=PARTITIONS, allowed_lateness_s=0, risk=risk)
-    docs = workload()
+    docs = workload(SIM)
     clock = DayClock()
     last_day = clock.day(docs[-1]["timestamp"])
     end = ScoringSchedule(settings).due(last_day) + 1
@@ -119,7 +49,7 @@ def test_every_users_lifecycle_and_risk_band_on_every_day_equal_the_daily_sweep(
 
 def test_the_sparse_product_is_sparse() -> None:
     """What the test above runs on: most users active a few days, long silences, churners."""
-    docs = workload()
+    docs = workload(SIM)
     days: dict[str, set[int]] = {}
     for doc in docs:
         if doc["type"] in ("track", "page", "screen"):

@@ -246,3 +246,14 @@ def test_watermark_pushers_reach_every_partition() -> None:
     home = HomePartitions(6, 100)
     assert sorted(home(key) for key, _ in pushers) == list(range(6))
     assert all(orjson.loads(v)["user_id"].startswith(SYNTHETIC_PREFIX) for _, v in pushers)
+
+
+def test_pipeline_risk_from_a_trace_of_judgements() -> None:
+    """With a trace, the current risk is the last judgement's of the day or before (the last of a
+    day when there are several), whatever the signals say."""
+    trace = [{"user_id": "a", "day": UTC.label(d), "risk": r} for d, r in ((10, 0.2), (12, 0.5), (12, 0.6), (20, 0.1))]
+    risk = PipelineRisk([{"type": "churn_risk", "user_id": "a", "to": "high", "day": UTC.label(12),
+                          "event_time_ms": 13 * D}], UTC, trace=trace)
+    assert risk.traced
+    assert [risk.risk("a", d) for d in (9, 10, 11, 12, 19, 25)] == [0.0, 0.2, 0.2, 0.6, 0.6, 0.1]
+    assert risk.risk("b", 12) == 0.0 and risk.flags() == {"a": [Flag(13 * D, 12)]}
