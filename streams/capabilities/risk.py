@@ -424,8 +424,7 @@ class RiskPartition(PartitionCapability):
         since = day - payload["history_days"] + 1 if last is None else last + 1
         # Judged by the peers the user had when they fell silent, so the count only grows while they stay so.
         silence_open = learner.days.open_days(account, since, final, since - 1) if since <= final else 0
-        account_open = learner.days.open_days(account, day - RECENT_DAYS + 1, final, day) / RECENT_DAYS
-        x = features(payload, silence_open, account_open)
+        x = features(payload, silence_open)
         if daily:
             self._label(key, slot, payload, x, account)
         mode = self.mode

@@ -3,12 +3,14 @@ product itself produces, one snapshot per user at a time.
 
 **Features** (:func:`features`), from a judgement's facts (the engagement capability's notice) and
 the user's account's open days (:mod:`streams.capabilities.account_days`): how long the user has
-been silent, against their own cadence and in days their account was open; how busy the account
-is now; how often they came in the last week and in the weeks before, and the trend between the
+been silent, against their own cadence and in days their account was open; how often they came in the last week and in the weeks before, and the trend between the
 two; their tenure; active minutes and core actions of the last week; negative intents and
 escalations; their engagement score (which ranks them against their peers). Each is kept in one
 byte on a fixed scale (:data:`FEATURES`), so a snapshot costs a user's record a few bytes, and the
-model sees the same values whether it judges or learns.
+model sees the same values whether it judges or learns. How busy the account is right now is not
+a feature: labels of silences the account shared are left out (see below), so the model would
+learn that a quiet account means less churn, and lower every silent user's risk when a course or
+a team winds down (on kdd2015 it cost AUC and sent churners from high back to low).
 
 **Labels.** A user churned when they stopped: a configured churn event (``churn_events``), or,
 after the fact, a silence of ``churn_silence_days`` while their account was open. The model
@@ -47,7 +49,6 @@ FEATURES: tuple[Feature, ...] = (
     Feature("silence_vs_cadence", 3.0, "inactive_days"),  # log1p(days / own normal gap), 0 without one
     Feature("no_cadence", 1.0, None),                    # 1 when the user has no normal gap yet
     Feature("silence_open", 5.0, "inactive_days"),       # log1p(open days of the account since last active)
-    Feature("account_open", 1.0, None),                  # share of the last 7 days the account was open
     Feature("active_days", 2.1, "activity_drop"),        # log1p(active days in the last 7)
     Feature("usual_days", 2.1, "activity_drop"),         # log1p(active days per baseline week)
     Feature("trend", 2.0, "activity_drop"),              # last 7 days / baseline week (1 without baseline)
@@ -71,7 +72,7 @@ def dequantize(data: bytes) -> list[float]:
     return [b * f.top / 255 for b, f in zip(data, FEATURES)]
 
 
-def features(facts: Mapping[str, Any], silence_open: int, account_open: float) -> list[float]:
+def features(facts: Mapping[str, Any], silence_open: int) -> list[float]:
     """The model's features of one judgement (as the model sees them: through :func:`quantize`)."""
     history = facts["history_days"]
     recency = facts.get("recency_days")
@@ -84,7 +85,7 @@ def features(facts: Mapping[str, Any], silence_open: int, account_open: float) -
     score = facts.get("score")
     values = [
         math.log1p(silence), math.log1p(silence / gap) if gap else 0.0, 0.0 if gap else 1.0,
-        math.log1p(silence_open), account_open, math.log1p(recent[0]), math.log1p(usual), trend,
+        math.log1p(silence_open), math.log1p(recent[0]), math.log1p(usual), trend,
         math.log1p(min(history, TENURE_CAP_DAYS)), math.log1p(recent[2]), math.log1p(recent[3]),
         float(facts.get("negative_events") or 0), float(facts.get("escalations") or 0),
         0.5 if score is None else score / 100,

@@ -88,8 +88,10 @@ class RiskConfig:
     times the typical odds)."""
     exit_ratio: float = 0.85
     """Model bands are left only below ``exit_ratio`` x their cut (and after ``calm_days``)."""
-    confirm_days: int = 3
-    """A user enters medium (from low) after this many days at or above its cut; high at once."""
+    confirm_days: int = 7
+    """Model bands: a user enters medium (from low) after this many days at or above its cut (as
+    long as leaving a band takes, ``calm_days``); high at once, so a user on their way to high within
+    the week goes there in one step: one signal per meaningful change."""
     model_memory: int = 5000
     """Labels the model remembers (older ones weigh less, by a factor of 1 - 1/memory a label)."""
     trace_topic: str = ""

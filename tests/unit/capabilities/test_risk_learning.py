@@ -25,14 +25,14 @@ def test_labels_of_a_snapshot() -> None:
 def test_features_on_their_scale() -> None:
     facts = {"history_days": 40, "recency_days": 6, "gap_days": 2.0, "recent": [1, 1, 12, 2],
              "weekly_baseline": [4.0, 5.0, 80.0, 8.0], "negative_events": 0, "escalations": 5, "score": 37}
-    x = features(facts, silence_open=3, account_open=6 / 7)
-    expected = [math.log1p(6), math.log1p(3), 0, math.log1p(3), 6 / 7, math.log1p(1), math.log1p(4), 0.25,
+    x = features(facts, silence_open=3)
+    expected = [math.log1p(6), math.log1p(3), 0, math.log1p(3), math.log1p(1), math.log1p(4), 0.25,
                 math.log1p(40), math.log1p(12), math.log1p(2), 0, 3.0, 0.37]  # escalations capped at 3
     assert x == pytest.approx(expected, abs=max(f.top for f in FEATURES) / 255 / 2 + 1e-9)
     assert dequantize(quantize(x)) == x
     new = features({"history_days": 3, "recency_days": None, "gap_days": None, "recent": None,
-                    "weekly_baseline": None, "score": None}, silence_open=0, account_open=0.0)
-    assert new[0] == pytest.approx(math.log1p(3), abs=0.01) and new[2] == 1.0 and new[7] == pytest.approx(1.0, abs=0.01)
+                    "weekly_baseline": None, "score": None}, silence_open=0)
+    assert new[0] == pytest.approx(math.log1p(3), abs=0.01) and new[2] == 1.0 and new[6] == pytest.approx(1.0, abs=0.01)
 
 
 def test_phases_spread_users_over_the_period() -> None:
