@@ -122,9 +122,11 @@ class Runtime:
     def offer(self, partition: int, key: bytes | None, value: bytes | None, offset: int, received_ms: int,
               token: Any) -> bool:
         """A message of the events topic: handled now (True), or held while its partition runs
-        ahead (False: ``token`` comes back from :meth:`release` once it is handled)."""
+        ahead (False: ``token`` comes back from :meth:`release` once it is handled), or left
+        unhandled and unacknowledged because its partition was handed over (False, for good:
+        its owner, this worker again or another, reads it again from the last commit)."""
         if partition in self.handed_over:
-            return True  # not ours any more: the next owner reads it (acknowledging it commits nothing)
+            return False  # not ours (for now): never acknowledged, read again from the last commit
         held = self.held.get(partition)
         if held is None:
             proc = self.processors.get(partition) or self.processor(partition)

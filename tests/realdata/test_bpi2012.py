@@ -174,10 +174,6 @@ def outputs(run: dict[str, Any]) -> dict[str, Any]:
             "finals": finals(run["metrics"])}
 
 
-def without_risk(signals: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in signals.items() if v["type"] != "churn_risk"}
-
-
 @pytest.fixture(scope="module")
 def log() -> list[dict[str, Any]]:
     return stamped(bpi2012())
@@ -206,16 +202,12 @@ def test_three_producers_with_bad_clocks_retries_a_crash_and_a_new_worker_agree_
                                                                          if r["reason"] != "late"][:5])
 
     # The same outputs, whoever produced and whatever happened to the workers.
-    # Known gap (issue 13's account open days): after a SIGKILL and a worker joining, churn-risk
-    # signals may differ by a day; they are compared for the other producers, the rest for all.
     reference = outputs(runs["murmur2"])
     for name, run in runs.items():
-        got, want = outputs(run), dict(reference)
-        if "SIGKILL" in name:
-            got["signals"], want["signals"] = without_risk(got["signals"]), without_risk(want["signals"])
+        got = outputs(run)
         for part in ("sessions", "signals", "finals"):
-            assert got[part] == want[part], \
-                f"{name}: {part} differ from murmur2's: {differences(got[part], want[part])[:8]}"
+            assert got[part] == reference[part], \
+                f"{name}: {part} differ from murmur2's: {differences(got[part], reference[part])[:8]}"
 
     # Equal to a batch over the events as stamped (each event id once).
     accepted = list({d["event_id"]: d for d in stream}.values())
