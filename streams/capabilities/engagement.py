@@ -103,6 +103,9 @@ def _clamp(x: float) -> float:
     return 0.0 if x < 0 else 1.0 if x > 1 else x
 
 
+_UNSET = object()
+
+
 def normal_gap(ledger: Ledger, day: int) -> float | None:
     """The user's normal gap on ``day``: the mean gap between the active days of the baseline (the
     28 days before the recent week), between 1 and ``MAX_GAP_DAYS`` (None: fewer than 2 days)."""
@@ -117,7 +120,7 @@ class Facts:
 
     __slots__ = ("day", "at_ms", "trigger", "first_day", "last_active", "recent", "baseline", "baseline_days",
                  "breadth", "negative", "escalations", "weeks", "anchored", "window", "window_sum", "gap", "ledger",
-                 "anchor_days", "cols", "anchor")
+                 "anchor_days", "cols", "anchor", "_trend")
 
     def __init__(self, ledger: Ledger, day: int, first_day: int, at_ms: int, trigger: str,
                  anchor_days: int, negative_days: int, escalation_days: int, window_days: int = RECENT_DAYS,
@@ -125,6 +128,7 @@ class Facts:
         self.day = day
         self.ledger = ledger
         self.anchor_days = anchor_days
+        self._trend: object = _UNSET
         self.at_ms = at_ms
         self.trigger = trigger
         self.first_day = min(first_day, day)
@@ -194,13 +198,18 @@ class Facts:
     def trend(self) -> float | None:
         """Recent week over the weekly baseline, averaged over active days, minutes and core actions
         (each capped at 1.5); None without a baseline."""
+        if self._trend is not _UNSET:
+            return self._trend  # type: ignore[return-value]
         base = self.weekly_baseline()
-        if base is None:
-            return None
-        ratios = [min(1.5, self.recent.measure(i) / base.measure(i)) for i in range(3) if base.measure(i) > 0]
-        if not ratios:
-            return 1.0 if self.recent.active_days else 0.0
-        return sum(ratios) / len(ratios)
+        trend: float | None = None
+        if base is not None:
+            recent = self.recent
+            ratios = [min(1.5, r / b) for r, b in ((recent.active_days, base.active_days),
+                                                   (recent.minutes, base.minutes),
+                                                   (recent.core_actions, base.core_actions)) if b > 0]
+            trend = sum(ratios) / len(ratios) if ratios else 1.0 if recent.active_days else 0.0
+        self._trend = trend
+        return trend
 
 
 def facts_payload(facts: Facts, account: str | None, score: int | None, previous: int | None) -> dict[str, Any]:

@@ -58,7 +58,8 @@ class _Stopwatch:
                                    "events_per_s": self.count / elapsed if elapsed else 0.0,
                                    "peak_rss_mb": peak_kb / 1024, "sent": dict(sum(map(Counter, self.sent), Counter())),
                                    "handle_us": self.handling / self.count * 1e6 if self.count else 0.0,
-                                   "loop_block_ms": self.loop.longest_s * 1000}))
+                                   "loop_block_ms": self.loop.longest_s * 1000,
+                                   "loop_block_cpu_ms": self.loop.longest_cpu_s * 1000}))
         self.expected = 1 << 62
         os.kill(os.getpid(), signal.SIGTERM)
 
