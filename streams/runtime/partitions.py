@@ -51,12 +51,12 @@ class Runtime:
         self.home = HomePartitions(settings.partitions, settings.rekey_cache_users)
         self.processors: dict[int, PartitionProcessor] = {}
         self.held: dict[int, deque[Held]] = {}
+        """Messages of partitions running ahead, waiting in arrival order."""
         self.handed_over: set[int] = set()
         """Partitions revoked and not assigned again: their messages still in flight (a batch taken
         before the rebalance) are left to the next owner, which reads them again from the last
         commit. Handling one would bring back a processor of a partition this worker no longer
         reads, whose stale event time would hold the others back for ever."""
-        """Messages of partitions running ahead, waiting in arrival order."""
         self.outcomes: Counter[str] = Counter()
         self.dead_letter_reasons: Counter[str] = Counter()
         self.ahead = 0
